@@ -1,0 +1,44 @@
+"""Process environment: every cache under one project-local folder, offline model loading.
+
+Applied once, on `import genrm_ray`, before torch, vLLM, Ray or DeepSpeed are imported by our code,
+so a job started with plain `python jobs/...` behaves like one started through `make`.
+Values already set in the environment win, so an operator can point any cache elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_dir() -> Path:
+    """The one folder that holds every cache (override with GENRM_CACHE_DIR)."""
+    return Path(os.environ.get("GENRM_CACHE_DIR") or REPO_ROOT / ".cache")
+
+
+def configure() -> None:
+    root = cache_dir()
+    defaults = {
+        # No model hub here (and none wanted in production): load local directories only.
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HOME": root / "hf",
+        "TORCH_EXTENSIONS_DIR": root / "torch_extensions",  # DeepSpeed's JIT-compiled ops
+        "TORCHINDUCTOR_CACHE_DIR": root / "inductor",
+        "VLLM_CACHE_ROOT": root / "vllm",
+        "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB; vLLM's CPU default (4 GiB) is too much for tests
+        "XDG_CACHE_HOME": root / "xdg",
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": root / "wandb",
+        "WANDB_CACHE_DIR": root / "wandb" / "cache",
+        "WANDB_DATA_DIR": root / "wandb" / "data",
+        "WANDB_SILENT": "true",
+        "RAY_TMPDIR": root / "ray",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    for key, value in defaults.items():
+        if isinstance(value, Path):
+            value.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault(key, str(value))
