@@ -1,0 +1,161 @@
+"""Every piece of prompt text the project uses, and how (prompt, target) pairs become training tokens.
+
+Formats follow the paper's released ones (Zhang et al., 2025, appendix): an instruction, then
+
+    Q: {question}
+    A: Let's think step by step.
+    {solution}
+
+followed by either the direct question ``Verification: Is the answer correct (Yes/No)?`` (target
+`` Yes`` / `` No``) or the CoT trigger ``Verification: Let's verify step by step.`` (target: a
+rationale that ends with the direct question and the verdict). D_correct uses the prompt up to
+``Let's think step by step.`` and a correct solution as target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from transformers import PreTrainedTokenizerBase
+
+YES = " Yes"
+NO = " No"
+DIRECT_QUESTION = "Verification: Is the answer correct (Yes/No)?"
+COT_TRIGGER = "Verification: Let's verify step by step.\n"
+ANSWER_PREFIX = "The answer is"
+THINK = "A: Let's think step by step."
+
+# The paper's instruction names "the math problems"; other tasks swap in their own noun phrase and
+# keep the rest word for word.
+_INSTRUCTION = (
+    "Solve the {problems} and provide step-by-step solutions, ending with "
+    '"The answer is [Insert Final Answer Here]". When asked "Verification: Is the answer correct '
+    '(Yes/No)?", respond with " Yes" or " No" based on the answer\'s correctness. When asked '
+    '"Verification: Let\'s verify step by step.", verify every step of the solution and conclude '
+    'with "Verification: Is the answer correct (Yes/No)?" followed by " Yes" or " No".'
+)
+PROBLEM_NOUNS: dict[str, str] = {
+    "last_letter": "last-letter concatenation problems",
+    "word_sort": "word sorting problems",
+    "arithmetic": "math problems",
+    "gsm8k": "math problems",
+}
+
+
+class TokenizerError(ValueError):
+    """The tokenizer cannot express the GenRM formats (e.g. " Yes" is not a single token)."""
+
+
+def instruction(task_name: str) -> str:
+    if task_name not in PROBLEM_NOUNS:
+        raise ValueError(
+            f"no instruction for task {task_name!r}; known tasks: {sorted(PROBLEM_NOUNS)} "
+            "(add its noun phrase to genrm_ray.prompts.PROBLEM_NOUNS)"
+        )
+    return _INSTRUCTION.format(problems=PROBLEM_NOUNS[task_name])
+
+
+def solve_prompt(task_name: str, question: str) -> str:
+    """Prompt for generating a solution (policy sampling and the D_correct input)."""
+    return f"{instruction(task_name)}\n\nQ: {question.strip()}\n{THINK}\n"
+
+
+def _with_solution(task_name: str, question: str, solution: str) -> str:
+    return solve_prompt(task_name, question) + solution.strip() + "\n"
+
+
+def verify_direct_prompt(task_name: str, question: str, solution: str) -> str:
+    """Direct GenRM input; the next token is the verdict (`` Yes`` or `` No``)."""
+    return _with_solution(task_name, question, solution) + DIRECT_QUESTION
+
+
+def verify_cot_prompt(task_name: str, question: str, solution: str) -> str:
+    """GenRM-CoT input; the model continues with a rationale ending in DIRECT_QUESTION + verdict."""
+    return _with_solution(task_name, question, solution) + COT_TRIGGER
+
+
+def verdict_text(correct: bool) -> str:
+    return YES if correct else NO
+
+
+def split_verdict(rationale: str) -> tuple[str, bool | None]:
+    """Split a CoT rationale into (text before the final question, verdict).
+
+    The verdict is None when the rationale never reaches ``DIRECT_QUESTION`` followed by `` Yes`` or
+    `` No`` (e.g. it ran out of tokens); callers decide what such a rationale counts as.
+    """
+    head, sep, tail = rationale.rpartition(DIRECT_QUESTION)
+    if not sep:
+        return rationale, None
+    tail = tail.rstrip()
+    if tail == YES:
+        return head, True
+    if tail == NO:
+        return head, False
+    return head, None
+
+
+# Strings that the project's locally trained tokenizers keep as ONE token each: the verdicts (which
+# must be single tokens for p(Yes)) and the fixed boilerplate, which would otherwise cost hundreds of
+# byte-level tokens per example and dominate training time on CPU.
+TOKENIZER_PHRASES: list[str] = [
+    YES,
+    NO,
+    DIRECT_QUESTION,
+    COT_TRIGGER.strip(),
+    THINK,
+    ANSWER_PREFIX,
+    *(instruction(name) for name in PROBLEM_NOUNS),
+]
+
+
+def yes_no_token_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, int]:
+    """Token ids of `` Yes`` and `` No``; raises TokenizerError unless each is a single token."""
+    ids = {}
+    for word in (YES, NO):
+        pieces = tokenizer.encode(word, add_special_tokens=False)
+        if len(pieces) != 1:
+            raise TokenizerError(
+                f"tokenizer {getattr(tokenizer, 'name_or_path', '') or type(tokenizer).__name__!r} "
+                f"splits {word!r} into {len(pieces)} tokens {tokenizer.convert_ids_to_tokens(pieces)}; "
+                "GenRM reads p(Yes) from one next-token distribution, so ' Yes' and ' No' must each be "
+                "a single token (models made by genrm_ray.models add them as tokens)"
+            )
+        ids[word] = pieces[0]
+    if ids[YES] == ids[NO]:
+        raise TokenizerError("' Yes' and ' No' map to the same token id")
+    return ids[YES], ids[NO]
+
+
+@dataclass(frozen=True)
+class TokenizedExample:
+    input_ids: list[int]
+    loss_mask: list[int]  # 1 where the token is a target token (its next-token loss counts)
+
+
+def tokenize_pair(
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: str,
+    target: str,
+    max_length: int | None = None,
+) -> TokenizedExample:
+    """Tokenize prompt and target separately and mask the prompt.
+
+    The prompt is encoded with the tokenizer's own special tokens (``add_special_tokens=True``),
+    exactly as vLLM and transformers encode a prompt string at inference, so scoring sees the same
+    ids as training whatever the tokenizer's BOS policy. The target is followed by eos; the loss
+    covers target and eos, so a model trained on it stops after the target. Raises ValueError past
+    ``max_length`` instead of truncating, since a truncated verdict would train on the wrong token.
+    """
+    if not target:
+        raise ValueError("empty target")
+    prompt_ids = tokenizer.encode(prompt, add_special_tokens=True)
+    target_ids = tokenizer.encode(target, add_special_tokens=False)
+    if tokenizer.eos_token_id is not None:
+        target_ids.append(tokenizer.eos_token_id)
+    input_ids = prompt_ids + target_ids
+    if max_length is not None and len(input_ids) > max_length:
+        raise ValueError(
+            f"example is {len(input_ids)} tokens ({len(prompt_ids)} prompt + {len(target_ids)} target), "
+            f"over max_length={max_length}"
+        )
+    return TokenizedExample(input_ids, [0] * len(prompt_ids) + [1] * len(target_ids))
