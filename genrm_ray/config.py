@@ -1,0 +1,135 @@
+"""Typed configs: a YAML file plus ``key=value`` overrides into a tree of dataclasses.
+
+    cfg = load_config(TrainConfig, "configs/test.yaml", ["train.lr=1e-3", "deepspeed.zero_stage=3"])
+
+Override values are parsed as YAML scalars (``1e-3`` -> float, ``true`` -> bool, ``null`` -> None,
+``{CPU: 1}`` -> dict). Keys that do not exist and values of the wrong type fail at load time with the
+key, the source (file or override) and, for unknown keys, the valid keys at that level.
+Supported field types: bool, int, float (ints accepted), str, ``X | None``, ``Literal[...]``,
+``list[X]``, ``dict[str, X]`` and nested dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Sequence, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override names an unknown key or holds a value of the wrong type."""
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
+    """Defaults of ``cls``, updated by the YAML file at ``path`` (if any), then by ``overrides``."""
+    cfg = cls()
+    if path is not None:
+        with open(path) as f:
+            raw = yaml.safe_load(f)
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
+        _update(cfg, raw, prefix="", source=str(path))
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.lr=1e-3)")
+        *parents, leaf = key.strip().split(".")
+        nested: dict[str, Any] = {leaf: yaml.safe_load(text)}
+        for part in reversed(parents):
+            nested = {part: nested}
+        _update(cfg, nested, prefix="", source=f"override {item!r}")
+    return cfg
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict (for logging, wandb and YAML dumps)."""
+    return dataclasses.asdict(cfg)
+
+
+def _update(obj: Any, raw: dict[str, Any], prefix: str, source: str) -> None:
+    """Set the fields of dataclass ``obj`` named in ``raw``, recursing into nested dataclasses."""
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj)]
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            level = f"'{prefix[:-1]}'" if prefix else "the top level"
+            raise ConfigError(
+                f"{source}: unknown config key '{dotted}'; valid keys at {level}: {', '.join(names)}"
+            )
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    f"{source}: '{dotted}' is a section ({type(current).__name__}); expected a mapping, "
+                    f"got {value!r}"
+                )
+            _update(current, value, prefix=f"{dotted}.", source=source)
+        else:
+            setattr(obj, key, _coerce(value, hints[key], dotted, source))
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """``value`` checked (and int -> float widened) against type ``tp``; ConfigError if it does not fit."""
+
+    def fail() -> typing.NoReturn:
+        raise ConfigError(f"{source}: '{key}' expects {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key, source)
+            except ConfigError:
+                pass
+        fail()
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"{source}: '{key}' must be one of {list(args)}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            fail()
+        return [_coerce(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            fail()
+        return {_coerce(k, args[0], key, source): _coerce(v, args[1], f"{key}.{k}", source) for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            fail()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail()
+        return value
+    if tp is float:
+        if isinstance(value, str):  # PyYAML (YAML 1.1) reads 1e-3 as a string: it wants "1.0e-3"
+            try:
+                return float(value)
+            except ValueError:
+                fail()
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail()
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            fail()
+        return value
+    raise ConfigError(f"'{key}': unsupported field type {_type_name(tp)} in the config dataclass")

@@ -1,0 +1,84 @@
+"""TrainConfig: every knob of a training run, one dataclass tree (load with genrm_ray.config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class ModelConfig:
+    path: str = ""  # HF-format model dir with its tokenizer (e.g. from genrm_ray.models.create_tiny_model)
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class DataConfig:
+    # JSONL files written by genrm_ray.sft_data; "" = not given. Which ones a run reads depends on
+    # the objective: genrm -> verify_{mode} (+ correct if lambda_correct > 0), policy -> correct,
+    # discriminative -> verify_direct (prompt + label).
+    verify_direct: str = ""
+    verify_cot: str = ""
+    correct: str = ""
+    max_length: int = 1024  # tokens; a longer example is an error naming its file:line (no truncation)
+
+
+@dataclass
+class ObjectiveConfig:
+    name: Literal["genrm", "policy", "discriminative"] = "genrm"
+    mode: Literal["direct", "cot"] = "direct"  # genrm: which verification set is D_verify
+    lambda_correct: float = 1.0  # genrm: L = L_SFT(D_verify) + lambda * L_SFT(D_correct); 0 allowed
+
+
+@dataclass
+class TrainHParams:
+    max_steps: int = 100  # optimizer steps
+    micro_batch_size: int = 8  # sequences per worker per micro-step (per set for genrm)
+    grad_accum: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
+    seed: int = 0
+    checkpoint_every: int = 50  # steps; the last step always checkpoints
+    # Fault injection for the resume test: worker rank 1 exits at the start of this step when the run
+    # did not start from a checkpoint (so only the first attempt dies). 0 = off.
+    fail_at_step: int = 0
+
+
+@dataclass
+class DeepSpeedConfig:
+    zero_stage: int = 2  # 2 or 3; anything else fails before training
+    offload_optimizer: bool = False  # optimizer state on CPU (ZeRO-Offload)
+    offload_param: bool = False  # parameters on CPU (ZeRO-3 only)
+    bf16: bool = True  # False = fp32
+    gradient_clipping: float = 1.0
+
+
+@dataclass
+class ScalingConfig:
+    num_workers: int = 2
+    use_gpu: bool = False
+    resources_per_worker: dict[str, float] = field(default_factory=lambda: {"CPU": 1.0})
+    max_failures: int = 1  # Ray Train restarts from the last checkpoint this many times
+
+
+@dataclass
+class LoggingConfig:
+    # None -> WANDB_PROJECT / WANDB_ENTITY / WANDB_MODE from the environment, mode "offline" by default
+    wandb_project: str | None = None
+    wandb_entity: str | None = None
+    wandb_mode: Literal["offline", "online", "disabled"] | None = None
+    progress_bar: bool = True  # tqdm on rank 0
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: TrainHParams = field(default_factory=TrainHParams)
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    output_dir: str = "runs/train"  # run dir: checkpoints, metrics.jsonl, wandb, hf_model

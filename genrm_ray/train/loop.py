@@ -1,0 +1,291 @@
+"""Ray Train glue: checks before training, the per-worker loop, checkpoints, metrics, HF export.
+
+``run_training(cfg)`` validates everything it can on the driver (config values, model dir and
+tokenizer, dataset files, cluster resources), then runs a TorchTrainer whose workers each build a
+DeepSpeed engine (genrm_ray.train.step) and run the loop below. Rank 0 writes metrics to wandb,
+``<output_dir>/metrics.jsonl`` and a tqdm bar; every ``checkpoint_every`` steps all ranks save their
+DeepSpeed shards and report them as one Ray Train checkpoint, from which a restarted worker group
+resumes (``FailureConfig(max_failures)``). At the end all ranks join ``save_16bit_model`` (ZeRO-3
+gathers the partitions) and rank 0 completes ``<output_dir>/hf_model`` with config and tokenizer.
+
+Paths (model, data, output_dir) must be visible to every worker: on a multi-node cluster put them
+on shared storage.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.train
+import torch
+from ray.train import Checkpoint, FailureConfig, RunConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+from genrm_ray import prompts
+from genrm_ray.config import to_dict
+from genrm_ray.train.config import TrainConfig
+from genrm_ray.train.data import BatchStream, Example, load_examples
+from genrm_ray.train.step import build_engine, deepspeed_config, train_step
+
+CHECKPOINT_TAG = "ds"  # DeepSpeed tag dir inside each Ray checkpoint
+
+
+@dataclass
+class TrainResult:
+    metrics: dict[str, Any]  # last step's metrics
+    hf_model: Path  # HF-format export (transformers / vLLM load it)
+    checkpoint: str | None  # last Ray Train checkpoint (DeepSpeed state)
+    tokens_per_s: float  # mean over steps after the first, all workers, non-pad tokens
+    padding_share: float  # pad tokens / all tokens over the run
+    loss_curves: dict[str, list[float]] = field(default_factory=dict)  # "loss", "loss_verify", ... per step
+    run_dir: Path = Path()
+
+
+class TrainSetupError(ValueError):
+    """A run that cannot start: bad config value, model, tokenizer, data or cluster size."""
+
+
+def _datasets(cfg: TrainConfig) -> dict[str, tuple[str, str, bool]]:
+    """Set name -> (path, record kind, classify) that the objective trains on."""
+    obj, data = cfg.objective, cfg.data
+    if obj.name == "policy":
+        wanted = {"correct": ("data.correct", data.correct, "correct", False)}
+    elif obj.name == "discriminative":
+        wanted = {"verify": ("data.verify_direct", data.verify_direct, "verify_direct", True)}
+    else:
+        path = data.verify_direct if obj.mode == "direct" else data.verify_cot
+        wanted = {"verify": (f"data.verify_{obj.mode}", path, f"verify_{obj.mode}", False)}
+        if obj.lambda_correct > 0:
+            wanted["correct"] = ("data.correct", data.correct, "correct", False)
+    for key, path, _, _ in wanted.values():
+        if not path:
+            raise TrainSetupError(f"{key} is required for objective.name={obj.name} (mode={obj.mode}, lambda_correct={obj.lambda_correct})")
+        if not Path(path).is_file():
+            raise TrainSetupError(f"{key}: no such file {path}")
+    return {name: (path, kind, classify) for name, (_, path, kind, classify) in wanted.items()}
+
+
+def _load_sets(cfg: TrainConfig, tokenizer) -> dict[str, list[Example]]:
+    return {
+        name: load_examples(path, kind, tokenizer, cfg.data.max_length, classify)
+        for name, (path, kind, classify) in _datasets(cfg).items()
+    }
+
+
+def _worker_resources(cfg: TrainConfig) -> dict[str, float]:
+    res = dict(cfg.scaling.resources_per_worker)
+    if cfg.scaling.use_gpu:
+        res.setdefault("GPU", 1.0)
+    return res
+
+
+def check_setup(cfg: TrainConfig) -> dict[str, int]:
+    """Fail before training on anything that would fail later; returns example counts per set."""
+    hp, obj = cfg.train, cfg.objective
+    deepspeed_config(cfg.deepspeed, hp.micro_batch_size, hp.grad_accum)  # ZeRO stage, offload combos
+    for key, value in [("train.max_steps", hp.max_steps), ("train.micro_batch_size", hp.micro_batch_size),
+                       ("train.grad_accum", hp.grad_accum), ("train.checkpoint_every", hp.checkpoint_every),
+                       ("scaling.num_workers", cfg.scaling.num_workers), ("data.max_length", cfg.data.max_length)]:
+        if value < 1:
+            raise TrainSetupError(f"{key} must be >= 1, got {value}")
+    if obj.lambda_correct < 0:
+        raise TrainSetupError(f"objective.lambda_correct must be >= 0, got {obj.lambda_correct}")
+    model_dir = Path(cfg.model.path)
+    if not (model_dir / "config.json").is_file():
+        raise TrainSetupError(f"model.path={cfg.model.path!r} is not a Hugging Face model dir (no config.json)")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token_id is None:
+        raise TrainSetupError(f"tokenizer in {model_dir} has no pad token (needed for batching)")
+    if obj.name == "genrm":
+        try:
+            prompts.yes_no_token_ids(tokenizer)
+        except prompts.TokenizerError as e:
+            raise TrainSetupError(f"model.path={cfg.model.path}: {e}") from None
+    counts = {name: len(examples) for name, examples in _load_sets(cfg, tokenizer).items()}
+
+    if not ray.is_initialized():
+        ray.init()
+    have = ray.cluster_resources()
+    for name, per_worker in _worker_resources(cfg).items():
+        need = per_worker * cfg.scaling.num_workers
+        if have.get(name, 0.0) < need:
+            raise TrainSetupError(
+                f"scaling.num_workers={cfg.scaling.num_workers} x {name}={per_worker} needs {name}={need:g}, "
+                f"but the Ray cluster has {name}={have.get(name, 0.0):g} in total"
+            )
+    return counts
+
+
+def _absolute(cfg: TrainConfig) -> TrainConfig:
+    """A copy with absolute paths: Ray workers do not run in the driver's working directory."""
+    cfg = copy.deepcopy(cfg)
+    for section, key in [(cfg.model, "path"), (cfg.data, "verify_direct"), (cfg.data, "verify_cot"), (cfg.data, "correct")]:
+        if getattr(section, key):
+            setattr(section, key, str(Path(getattr(section, key)).resolve()))
+    cfg.output_dir = str(Path(cfg.output_dir).resolve())
+    return cfg
+
+
+def run_training(cfg: TrainConfig) -> TrainResult:
+    """Check the setup, train on Ray Train + DeepSpeed, export HF weights; see the module docstring."""
+    cfg = _absolute(cfg)
+    check_setup(cfg)
+    run_dir = Path(cfg.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run; resumes happen inside fit()
+    trainer = TorchTrainer(
+        _train_worker,
+        train_loop_config={"cfg": cfg},
+        torch_config=TorchConfig(backend="nccl" if cfg.scaling.use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.scaling.num_workers,
+            use_gpu=cfg.scaling.use_gpu,
+            resources_per_worker=_worker_resources(cfg),
+        ),
+        run_config=RunConfig(
+            name=run_dir.name,
+            storage_path=str(run_dir / "ray"),
+            failure_config=FailureConfig(max_failures=cfg.scaling.max_failures),
+        ),
+    )
+    result = trainer.fit()
+    return _collect(result, run_dir)
+
+
+def _collect(result, run_dir: Path) -> TrainResult:
+    """Loss curves etc. from metrics.jsonl; a step logged twice (before a crash, again after the
+    resume) keeps its last value, which is the one the surviving run trained on."""
+    by_step: dict[int, dict[str, Any]] = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        by_step[row["step"]] = row
+    rows = [by_step[s] for s in sorted(by_step)]
+    curves = {k: [r[k] for r in rows] for k in ("loss", "loss_verify", "loss_correct") if k in rows[0]}
+    timed = rows[1:] or rows
+    pad = sum(r["pad_tokens"] for r in rows)
+    return TrainResult(
+        metrics=dict(result.metrics or rows[-1]),
+        hf_model=run_dir / "hf_model",
+        checkpoint=result.checkpoint.path if result.checkpoint else None,
+        tokens_per_s=sum(r["tokens"] for r in timed) / sum(r["step_time_s"] for r in timed),
+        padding_share=pad / (pad + sum(r["tokens"] for r in rows)),
+        loss_curves=curves,
+        run_dir=run_dir,
+    )
+
+
+def _load_model(cfg: TrainConfig) -> torch.nn.Module:
+    torch.manual_seed(cfg.train.seed)  # the classifier's new score head must start equal on every rank
+    if cfg.objective.name == "discriminative":
+        model = AutoModelForSequenceClassification.from_pretrained(cfg.model.path, num_labels=1, dtype=torch.float32)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(cfg.model.path, dtype=torch.float32)
+    if cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    return model
+
+
+def _train_worker(loop_config: dict[str, Any]) -> None:
+    """One Ray Train worker: engine, resume, the step loop, checkpoints, export."""
+    cfg: TrainConfig = loop_config["cfg"]
+    hp, run_dir = cfg.train, Path(cfg.output_dir)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
+    sets = _load_sets(cfg, tokenizer)
+    streams = {name: BatchStream(ex, hp.micro_batch_size, hp.seed + i, tokenizer.pad_token_id)
+               for i, (name, ex) in enumerate(sorted(sets.items()))}
+    engine = build_engine(_load_model(cfg), cfg.deepspeed, hp)
+    device = engine.device
+
+    start, restored = 0, ray.train.get_checkpoint()
+    if restored:
+        with restored.as_directory() as ckpt_dir:
+            _, client_state = engine.load_checkpoint(ckpt_dir, tag=CHECKPOINT_TAG)
+        start = client_state["step"]
+    logger = _RankZeroLogger(cfg, start) if rank == 0 else None
+
+    for step in range(start, hp.max_steps):
+        if hp.fail_at_step == step + 1 and restored is None and rank == world - 1:
+            os._exit(1)  # fault injection (tests): this worker dies; Ray restarts the group
+        micro_batches, counts = [], torch.zeros(2)
+        for micro in range(hp.grad_accum):
+            g = (step * hp.grad_accum + micro) * world + rank
+            mb = {}
+            for name, stream in streams.items():
+                batch, real, pad = stream.get(g)
+                mb[name] = {k: v.to(device) for k, v in batch.items()}
+                counts += torch.tensor([real, pad])
+            micro_batches.append(mb)
+        t0 = time.perf_counter()
+        terms = train_step(engine, micro_batches, cfg.objective.name, cfg.objective.lambda_correct)
+        step_time = time.perf_counter() - t0
+        torch.distributed.all_reduce(counts)  # global token counts
+        tokens, pad = int(counts[0]), int(counts[1])
+        metrics = {"step": step + 1, **terms, "lr": engine.get_lr()[0], "tokens": tokens, "pad_tokens": pad,
+                   "padding_share": pad / (tokens + pad), "step_time_s": step_time, "tokens_per_s": tokens / step_time}
+        if (step + 1) % hp.checkpoint_every == 0 or step + 1 == hp.max_steps:
+            with tempfile.TemporaryDirectory(prefix="genrm-ckpt-") as tmp:
+                engine.save_checkpoint(tmp, tag=CHECKPOINT_TAG, client_state={"step": step + 1})
+                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report(metrics)
+        if logger:
+            logger.log(metrics)
+
+    export = run_dir / "hf_model"
+    engine.save_16bit_model(str(export))  # every rank joins; ZeRO-3 gathers, rank 0 writes
+    if rank == 0:
+        model_config = engine.module.config
+        model_config.dtype = torch.bfloat16 if cfg.deepspeed.bf16 else torch.float32
+        model_config.save_pretrained(export)
+        if getattr(engine.module, "generation_config", None) is not None:
+            engine.module.generation_config.save_pretrained(export)
+        tokenizer.save_pretrained(export)
+    torch.distributed.barrier()
+    if logger:
+        logger.close()
+
+
+class _RankZeroLogger:
+    """metrics.jsonl + wandb + tqdm, on rank 0 only."""
+
+    def __init__(self, cfg: TrainConfig, start: int):
+        import wandb
+        from tqdm import tqdm
+
+        run_dir = Path(cfg.output_dir)
+        self.file = (run_dir / "metrics.jsonl").open("a")
+        log = cfg.logging
+        self.wandb = wandb.init(
+            project=log.wandb_project or os.environ.get("WANDB_PROJECT", "genrm-ray"),
+            entity=log.wandb_entity or os.environ.get("WANDB_ENTITY"),
+            mode=log.wandb_mode or os.environ.get("WANDB_MODE", "offline"),
+            dir=str(run_dir),
+            name=run_dir.name,
+            config=to_dict(cfg),
+        )
+        self.bar = tqdm(total=cfg.train.max_steps, initial=start, desc="train", disable=not log.progress_bar)
+
+    def log(self, metrics: dict[str, Any]) -> None:
+        self.file.write(json.dumps(metrics) + "\n")
+        self.file.flush()
+        self.wandb.log(metrics, step=metrics["step"])
+        self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", pad=f"{metrics['padding_share']:.2f}")
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.wandb.finish()
+        self.file.close()
