@@ -1,0 +1,137 @@
+"""GSM8K (Cobbe et al., 2021): real grade-school math problems, loaded from JSONL only.
+
+Each row has ``question`` and ``answer``; the answer is a worked solution with calculator
+annotations (``<<48/2=24>>``) whose last line is ``#### N``. The worked text (annotations stripped)
+is kept in ``meta["solution"]`` for the reference solution; grading uses ``answer`` (N) alone.
+Grading policy: numeric equality (12 == 12.0 == "12.00").
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from fractions import Fraction
+from typing import Any
+
+from genrm_ray.tasks.base import Problem, Task, truncate
+from genrm_ray.tasks.mathtext import (
+    EQUATION,
+    UNSIGNED_NUMBER,
+    equation_check_lines,
+    evaluate,
+    find_equations,
+    format_number,
+    parse_number,
+    to_fraction,
+)
+
+_ANNOTATION = re.compile(r"<<[^<>]*>>")
+_FINAL = re.compile(r"^####\s*(.+?)\s*$")
+_SLIPS = (-10, -2, -1, 1, 2, 10)
+
+
+class GSM8KTask(Task):
+    name = "gsm8k"
+    domain = "math problems"
+
+    def generate(self, split: str, n: int, seed: int = 0) -> list[Problem]:
+        raise NotImplementedError(
+            "gsm8k has no generator: load real GSM8K JSONL with get_task('gsm8k').load(path) "
+            "(or use the 'arithmetic' task for generated GSM8K-style problems)"
+        )
+
+    def parse_file_answer(self, text: str, where: str) -> tuple[str, dict[str, Any]]:
+        lines = text.strip().split("\n")
+        m = _FINAL.match(lines[-1].strip())
+        number = parse_number(m.group(1)) if m else None
+        if number is None:
+            raise ValueError(
+                f"{where}: field 'answer' must end with a line '#### <number>', got {lines[-1][:60]!r}"
+            )
+        body = "\n".join(line.rstrip() for line in _ANNOTATION.sub("", "\n".join(lines[:-1])).split("\n"))
+        return number, {"solution": body.strip()}
+
+    def reference_solution(self, problem: Problem) -> str:
+        """GSM8K's worked solution without annotations, ending ``The answer is N.``"""
+        body = problem.meta.get("solution")
+        if body is None:
+            raise ValueError(f"gsm8k problem {problem.id} has no worked solution in meta['solution'] (load it from JSONL)")
+        return f"{body}\nThe answer is {problem.answer}." if body else f"The answer is {problem.answer}."
+
+    def normalize_answer(self, value: str) -> str | None:
+        return parse_number(value)
+
+    def answers_equal(self, a: str, b: str) -> bool:
+        return to_fraction(a) == to_fraction(b)
+
+    def show_answer(self, answer: str) -> str:
+        return answer
+
+    def verification_rationale(self, problem: Problem, solution: str) -> str:
+        """GSM8K has no step-level ground truth: each equation's arithmetic is checked, then the
+        final answer against the reference."""
+        lines, first_wrong = equation_check_lines(find_equations(solution))
+        return self.finish_rationale(problem, solution, lines, first_wrong)
+
+    # ---- bootstrapping --------------------------------------------------------------------------
+
+    def perturbation_kinds(self) -> tuple[str, ...]:
+        return ("carried_slip", "skipped_step", "wrong_final", "truncated")
+
+    def perturb(self, problem: Problem, kind: str, rng: random.Random) -> str | None:
+        self.reference_solution(problem)  # fails clearly without a worked solution
+        body = problem.meta["solution"]
+        answer = to_fraction(problem.answer)
+        if kind == "carried_slip":
+            holding = [i for i, eq in enumerate(find_equations(body)) if eq.holds]
+            if not holding:
+                return None
+            k = rng.choice(holding)
+            for delta in rng.sample(_SLIPS, len(_SLIPS)):
+                slipped = _carry_slip(body, k, delta)
+                if slipped is not None:
+                    text, changed = slipped
+                    return f"{text}\nThe answer is {format_number(changed.get(answer, answer))}."
+            return None
+        if kind == "skipped_step":  # drop the last line, answer with the last result left
+            head = body.rsplit("\n", 1)[0] if "\n" in body else ""
+            equations = find_equations(head)
+            if not equations:
+                return None
+            return f"{head}\nThe answer is {format_number(equations[-1].claimed)}."
+        if kind == "wrong_final":
+            return f"{body}\nThe answer is {format_number(answer + rng.choice(_SLIPS))}."
+        if kind == "truncated":
+            return truncate(self.reference_solution(problem), rng)
+        raise ValueError(f"{self.name}: unknown perturbation kind {kind!r}")
+
+
+def _carry_slip(body: str, k: int, delta: int) -> tuple[str, dict[Fraction, Fraction]] | None:
+    """Add ``delta`` to the result of equation ``k`` and recompute every later equation that uses a
+    changed value. Returns (text, old value -> new value), or None if a value stops being a number
+    with at most 2 decimals (the slip would then look like a rounding error)."""
+    changed: dict[Fraction, Fraction] = {}
+    out, last = [], 0
+    for i, m in enumerate(EQUATION.finditer(body)):
+        if i < k:
+            continue
+        lhs, rhs = m.group("lhs"), to_fraction(m.group("rhs"))
+        if i == k:
+            if evaluate(lhs) != rhs:
+                return None
+            new = rhs + delta
+        else:
+            if evaluate(lhs) != rhs:  # leave equations the reference got wrong as they are
+                continue
+            lhs = UNSIGNED_NUMBER.sub(lambda n: format_number(changed.get(to_fraction(n.group()), to_fraction(n.group()))), lhs)
+            new = evaluate(lhs)
+            if new is None:
+                return None
+        if (new * 100).denominator != 1:
+            return None
+        if new != rhs:
+            changed[rhs] = new
+        out.append(body[last : m.start("lhs")] + lhs + body[m.end("lhs") : m.start("rhs")] + format_number(new))
+        last = m.end("rhs")
+    out.append(body[last:])
+    return "".join(out), changed

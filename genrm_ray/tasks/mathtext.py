@@ -1,0 +1,164 @@
+"""Numbers and equations in math solution text (shared by the arithmetic and gsm8k tasks).
+
+Values are exact ``Fraction``s, so 0.2 * 50 = 10 checks out and 12 == 12.0 == "12.00".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+
+# 1,234,567.5 | 1234.5 | 12 | .5 ; thousands separators only in groups of three.
+_NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+"
+NUMBER = re.compile(rf"(?<![\d.,])-?(?:{_NUM})(?![\d])")
+UNSIGNED_NUMBER = re.compile(rf"(?<![\d.,])(?:{_NUM})(?![\d])")
+_OP = r"[-+*/x×÷]"
+_TERM = rf"\(*[ \t]*-?\$?(?:{_NUM})[ \t]*\)*"
+# "a op b (op c ...) = r", operands optionally with $ and parentheses; at least one operator.
+# The right-hand side must be a plain number: not "1.2Y", not the start of "1/4".
+EQUATION = re.compile(
+    rf"(?<![\w.,])(?P<lhs>{_TERM}(?:[ \t]*{_OP}[ \t]*{_TERM})+)[ \t]*=[ \t]*\$?(?P<rhs>-?(?:{_NUM}))"
+    rf"(?![\w]|[.,]\d|[ \t]*{_OP}[ \t]*[\d(])"
+)
+
+
+def to_fraction(text: str) -> Fraction:
+    return Fraction(Decimal(text.replace(",", "")))
+
+
+def format_number(value: Fraction) -> str:
+    """12, 12.5, -3; values with no finite decimal form are rounded to 4 places."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    text = f"{float(value):.4f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def parse_number(value: str) -> str | None:
+    """Canonical form of the number an answer announces ("$1,234.50 dollars" -> "1234.5").
+
+    When the answer is itself an equation ("12 * 2 = 24") the number after the last "=" counts.
+    The first number of the answer text is taken (units and words after it are ignored).
+    """
+    value = value.replace("−", "-").replace("$", "").replace("\\", "")
+    if "=" in value:
+        value = value.rsplit("=", 1)[1]
+    m = NUMBER.search(value)
+    if not m:
+        return None
+    try:
+        return format_number(to_fraction(m.group()))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Equation:
+    text: str  # as written, e.g. "48/2 = 24"
+    lhs: str  # normalized, e.g. "48 / 2"
+    claimed: Fraction  # the right-hand side
+    value: Fraction | None  # the left-hand side evaluated; None if it cannot be (e.g. division by 0)
+
+    @property
+    def holds(self) -> bool:
+        return self.value is not None and self.value == self.claimed
+
+
+def _tokens(expr: str) -> list[str]:
+    expr = expr.replace("$", "").replace(",", "").replace("×", "*").replace("x", "*").replace("÷", "/")
+    return re.findall(r"\d*\.\d+|\d+|[-+*/()]", expr)
+
+
+def evaluate(expr: str) -> Fraction | None:
+    """Exact value of an arithmetic expression of numbers, + - * / and parentheses; None if invalid."""
+    tokens = _tokens(expr)
+    pos = 0
+
+    def peek() -> str | None:
+        return tokens[pos] if pos < len(tokens) else None
+
+    def take() -> str:
+        nonlocal pos
+        pos += 1
+        return tokens[pos - 1]
+
+    def atom() -> Fraction:
+        tok = take() if peek() is not None else None
+        if tok == "-":
+            return -atom()
+        if tok == "(":
+            inner = sum_()
+            if take() != ")":
+                raise ValueError("unbalanced")
+            return inner
+        if tok is None or tok in "+-*/()":
+            raise ValueError("operand expected")
+        return Fraction(Decimal(tok))
+
+    def product() -> Fraction:
+        value = atom()
+        while peek() in ("*", "/"):
+            op, right = take(), atom()
+            value = value * right if op == "*" else value / right
+        return value
+
+    def sum_() -> Fraction:
+        value = product()
+        while peek() in ("+", "-"):
+            op, right = take(), product()
+            value = value + right if op == "+" else value - right
+        return value
+
+    try:
+        value = sum_()
+    except (ValueError, ZeroDivisionError, IndexError):
+        return None
+    return value if pos == len(tokens) else None
+
+
+def display_expr(expr: str) -> str:
+    """An expression with single spaces around operators: "48/2" -> "48 / 2"."""
+    out = []
+    for tok in _tokens(expr):
+        if tok in "+-*/" and out and out[-1].strip() not in ("(", "+", "-", "*", "/"):
+            out.append(f" {tok} ")
+        else:
+            out.append(tok)
+    return "".join(out)
+
+
+def find_equations(text: str) -> list[Equation]:
+    """Every checkable "a op b = c" in the text, in order."""
+    equations = []
+    for m in EQUATION.finditer(text):
+        before = text[: m.start("lhs")].rstrip(" \t$")
+        if before and (before[-1].isdigit() or before[-1] in "+-*/x×÷"):
+            # Only the tail of a longer expression matched ("60 students x 2/3 = 40",
+            # "8 x 1 1/2 = 12"): it cannot be checked, so it is not reported as a step.
+            continue
+        lhs = m.group("lhs").strip()
+        while lhs.startswith("(") and lhs.count("(") > lhs.count(")"):  # "sold (48/2 = 24) clips"
+            lhs = lhs[1:].lstrip()
+        equations.append(Equation(m.group().strip(), display_expr(lhs), to_fraction(m.group("rhs")), evaluate(lhs)))
+    return equations
+
+
+def equation_check_lines(equations: list[Equation]) -> tuple[list[str], int | None]:
+    """One line per equation checking its arithmetic only, and the first wrong step (if any).
+
+    Used where no step-level ground truth exists (GSM8K, questions outside the templates).
+    """
+    lines, first_wrong = [], None
+    for i, eq in enumerate(equations, start=1):
+        claim = f"{eq.lhs} = {format_number(eq.claimed)}"
+        if eq.holds:
+            lines.append(f"Step {i}: {claim}. Correct.")
+            continue
+        if eq.value is None:
+            lines.append(f"Step {i}: {claim} cannot be evaluated. Wrong.")
+        else:
+            lines.append(f"Step {i}: {claim} is wrong; {eq.lhs} = {format_number(eq.value)}.")
+        first_wrong = first_wrong or i
+    return lines, first_wrong
