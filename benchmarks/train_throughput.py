@@ -1,0 +1,153 @@
+#!/usr/bin/env python
+"""Training throughput: Ray Train + DeepSpeed ZeRO vs a plain single-process PyTorch loop.
+
+    .venv/bin/python benchmarks/train_throughput.py [--steps 30] [--zero-stage 3] [--size small]
+
+Both paths train the same GenRM objective (L_verify + lambda * L_correct) of the same model on the
+same batches: the plain loop feeds, per optimizer step, exactly the micro-batches the Ray workers
+see (rank 0..W-1 of BatchStream), accumulating their gradients, with torch AdamW and bf16 autocast
+when DeepSpeed runs bf16. Throughput = non-pad tokens / time inside the optimizer steps, steps after
+the first, as genrm_ray.train reports it. Writes benchmarks/results/train_throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import genrm_ray  # noqa: E402,F401
+from genrm_ray import sft_data  # noqa: E402
+from genrm_ray.sft_data import LabelledSolution  # noqa: E402
+from genrm_ray.tasks import get_task  # noqa: E402
+
+
+def build_data(folder: Path, n_problems: int, seed: int) -> tuple[Path, Path]:
+    """D_verify + D_correct from the task's own right and wrong candidates (no policy needed)."""
+    task, rng = get_task("last_letter"), random.Random(seed)
+    problems = task.generate("train", n_problems, seed=seed)
+    items = [LabelledSolution(p, c.solution, task.is_correct(c.solution, p))
+             for p in problems for c in task.candidate_solutions(p, 4, rng)]
+    verify = sft_data.write_sft_jsonl(sft_data.build_verify_direct(items, seed=seed), folder / "verify_direct.jsonl")
+    correct = sft_data.write_sft_jsonl(sft_data.build_correct(items), folder / "correct.jsonl")
+    return verify, correct
+
+
+def plain_loop(cfg, steps: int, world: int) -> dict:
+    """The same objective and batches in one process, no Ray, no DeepSpeed."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from genrm_ray.train.data import BatchStream, load_examples
+    from genrm_ray.train.step import lm_loss
+
+    hp = cfg.train
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
+    sets = {"correct": load_examples(cfg.data.correct, "correct", tokenizer, cfg.data.max_length),
+            "verify": load_examples(cfg.data.verify_direct, "verify_direct", tokenizer, cfg.data.max_length)}
+    streams = {name: BatchStream(ex, hp.micro_batch_size, hp.seed + i, tokenizer.pad_token_id)
+               for i, (name, ex) in enumerate(sorted(sets.items()))}
+    torch.manual_seed(hp.seed)
+    model = AutoModelForCausalLM.from_pretrained(cfg.model.path, dtype=torch.float32).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=hp.lr, betas=(0.9, 0.95), weight_decay=hp.weight_decay)
+    times, tokens, losses = [], [], []
+    for step in range(steps):
+        batches, real = [], 0
+        for rank in range(world):  # the micro-batches the W Ray workers would get for this step
+            mb = {}
+            for name, stream in streams.items():
+                batch, n_real, _ = stream.get(step * world + rank)
+                mb[name], real = batch, real + n_real
+            batches.append(mb)
+        t0 = time.perf_counter()
+        for mb in batches:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.deepspeed.bf16):
+                loss = lm_loss(model, mb["verify"]) + cfg.objective.lambda_correct * lm_loss(model, mb["correct"])
+            (loss / world).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.deepspeed.gradient_clipping)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t0)
+        tokens.append(real)
+        losses.append(loss.item())
+    timed = slice(1, None) if steps > 1 else slice(None)
+    return {"tokens_per_s": sum(tokens[timed]) / sum(times[timed]), "steps": steps,
+            "torch_threads": torch.get_num_threads(), "final_loss": losses[-1]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--zero-stage", type=int, default=3)
+    p.add_argument("--size", default="small", help="genrm_ray.models preset")
+    p.add_argument("--micro-batch-size", type=int, default=16)
+    p.add_argument("--problems", type=int, default=300)
+    p.add_argument("--fp32", action="store_true", help="fp32 instead of bf16 in both paths")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "train_throughput.json")
+    args = p.parse_args()
+
+    import ray
+    import torch
+
+    from genrm_ray.models import create_tiny_model
+    from genrm_ray.train.config import TrainConfig
+    from genrm_ray.train.loop import run_training
+
+    with tempfile.TemporaryDirectory(prefix="genrm-bench-") as tmp:
+        tmp = Path(tmp)
+        verify, correct = build_data(tmp, args.problems, seed=0)
+        model_dir = create_tiny_model(tmp / "model", size=args.size, seed=0)
+        cfg = TrainConfig()
+        cfg.model.path = str(model_dir)
+        cfg.data.verify_direct, cfg.data.correct = str(verify), str(correct)
+        cfg.objective.name, cfg.objective.mode, cfg.objective.lambda_correct = "genrm", "direct", 1.0
+        cfg.train.max_steps, cfg.train.micro_batch_size, cfg.train.lr = args.steps, args.micro_batch_size, 1e-3
+        cfg.train.warmup_steps, cfg.train.checkpoint_every = 1, 10**6
+        cfg.deepspeed.zero_stage, cfg.deepspeed.bf16 = args.zero_stage, not args.fp32
+        cfg.scaling.num_workers = args.workers
+        cfg.logging.progress_bar, cfg.logging.wandb_mode = False, "disabled"
+        cfg.output_dir = str(tmp / "ray_run")
+
+        t = time.perf_counter()
+        plain = plain_loop(cfg, args.steps, args.workers)
+        plain["wall_s"] = round(time.perf_counter() - t, 1)
+        print(f"plain PyTorch loop: {plain['tokens_per_s']:.0f} tokens/s ({plain['torch_threads']} threads)")
+
+        ray.init(runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}})
+        t = time.perf_counter()
+        result = run_training(cfg)
+        ray_wall = time.perf_counter() - t
+        ray.shutdown()
+        params = json.loads((model_dir / "genrm_model.json").read_text())["parameters"]
+
+    ray_tps = result.tokens_per_s
+    out = {
+        "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
+        "model": {"size": args.size, "parameters": params},
+        "steps": args.steps, "micro_batch_size_per_worker": args.micro_batch_size, "workers": args.workers,
+        "bf16": not args.fp32,
+        "ray_deepspeed": {"zero_stage": args.zero_stage, "tokens_per_s": round(ray_tps, 1),
+                          "wall_s_including_startup": round(ray_wall, 1),
+                          "final_loss": round(result.loss_curves["loss"][-1], 4)},
+        "plain_pytorch": {k: round(v, 4) if isinstance(v, float) else v for k, v in plain.items()},
+        "ratio_ray_over_plain": round(ray_tps / plain["tokens_per_s"], 3),
+        "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
+    print(f"Ray Train + DeepSpeed ZeRO-{args.zero_stage}: {ray_tps:.0f} tokens/s; plain loop: "
+          f"{plain['tokens_per_s']:.0f} tokens/s; ratio {out['ratio_ray_over_plain']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,318 @@
+"""The GenRM job's data: what `jobs/train_genrm.py` builds (or reuses) before training the verifier.
+
+    problems (task.generate)          train split: policy SFT + GenRM data; test split: held-out eval
+    base model (models.create_tiny_model, or an existing HF dir)
+    policy    = SFT of the base model on D_correct(reference solutions)        (train/, objective policy)
+    samples   = n policy solutions per problem                                 (sampling.py: Ray Data + vLLM)
+              + task.candidate_solutions per problem (bootstrapped right/wrong solutions; optional)
+    labelled  = every solution graded by task.is_correct
+    D_verify, D_cot, D_correct (train problems), heldout verify_direct set (test problems)  (sft_data.py)
+
+Everything lands in one cache folder keyed by a hash of the data-relevant config, so a second run
+with the same settings (or one that only changes the GenRM's training knobs) starts training at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genrm_ray import env, sft_data
+from genrm_ray.config import to_dict
+from genrm_ray.sampling import grade, sample_solutions
+from genrm_ray.sft_data import LabelledSolution
+from genrm_ray.tasks import Problem, get_task
+from genrm_ray.train.config import TrainConfig
+
+DATA_VERSION = 1  # bump when the building code changes what a cached folder holds
+
+
+@dataclass
+class TaskSection:
+    name: str = "last_letter"
+    n_train: int = 400  # train-split problems: policy SFT, D_verify, D_cot, D_correct
+    n_heldout: int = 100  # test-split problems: the held-out verification set
+    seed: int = 0
+
+
+@dataclass
+class BaseModelSection:
+    path: str = ""  # existing HF model dir (pretrained LM); "" = build a random-init tiny model here
+    size: str = "small"  # genrm_ray.models preset when building one
+    seed: int = 0
+
+
+@dataclass
+class PolicySection:
+    path: str = ""  # existing policy model dir: skip SFT and sample from it
+    train: TrainConfig = field(default_factory=TrainConfig)  # SFT on D_correct (objective.name: policy)
+
+
+@dataclass
+class SamplingSection:
+    n: int = 4  # policy solutions per problem
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 160
+    seed: int = 0
+    concurrency: int = 1  # vLLM engine actors in the Ray Data pool (one per GPU on a cluster)
+    batch_size: int = 64  # problems per map_batches call
+    num_cpus: float = 1.0  # Ray resources each engine actor reserves
+    num_gpus: float = 0.0
+    engine_options: dict[str, Any] = field(default_factory=dict)  # make_backend("vllm", dir, **options)
+    # task.candidate_solutions per problem mixed into the labelled pool: programmatic right and
+    # wrong solutions (reference, wrong letter, skipped word, ...) that bootstrap a balanced set when
+    # the policy alone is too weak or too strong. 0 = policy samples only.
+    bootstrap_candidates: int = 4
+
+
+@dataclass
+class DataBuild:
+    task: TaskSection = field(default_factory=TaskSection)
+    base_model: BaseModelSection = field(default_factory=BaseModelSection)
+    policy: PolicySection = field(default_factory=PolicySection)
+    sampling: SamplingSection = field(default_factory=SamplingSection)
+    cache_dir: str = ""  # "" = <GENRM_CACHE_DIR>/genrm_data
+
+
+@dataclass
+class BuiltData:
+    """Paths of everything the GenRM run consumes."""
+
+    folder: Path
+    base_model: Path
+    policy: Path
+    verify_direct: Path
+    verify_cot: Path
+    correct: Path
+    heldout: Path
+    stats: dict[str, Any]
+    reused: bool
+
+
+def cache_key(build: DataBuild) -> str:
+    """Hash of every setting that changes the data (logging and the cache folder itself do not)."""
+    d = to_dict(build)
+    d.pop("cache_dir")
+    d["policy"]["train"].pop("logging")
+    d["policy"]["train"].pop("output_dir")
+    d["version"] = DATA_VERSION
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_or_reuse(build: DataBuild, log=print) -> BuiltData:
+    """Build the data for `build` into its cache folder, or reuse the folder if complete."""
+    root = Path(build.cache_dir) if build.cache_dir else env.cache_dir() / "genrm_data"
+    folder = root / f"{build.task.name}-{cache_key(build)}"
+    done = folder / "stats.json"
+    if done.is_file():
+        log(f"[data] reusing {folder}")
+        return _paths(folder, json.loads(done.read_text()), reused=True)
+    if folder.exists():  # an interrupted build: start over rather than trust half of it
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / "build_config.json").write_text(json.dumps(to_dict(build), indent=2) + "\n")
+    stats = _build(build, folder, log)
+    done.write_text(json.dumps(stats, indent=2) + "\n")  # written last: marks the folder complete
+    return _paths(folder, stats, reused=False)
+
+
+def _paths(folder: Path, stats: dict[str, Any], reused: bool) -> BuiltData:
+    return BuiltData(
+        folder=folder,
+        base_model=Path(stats["base_model"]),
+        policy=Path(stats["policy"]),
+        verify_direct=folder / "verify_direct.jsonl",
+        verify_cot=folder / "verify_cot.jsonl",
+        correct=folder / "correct.jsonl",
+        heldout=folder / "heldout.jsonl",
+        stats=stats,
+        reused=reused,
+    )
+
+
+def _build(build: DataBuild, folder: Path, log) -> dict[str, Any]:
+    from genrm_ray.train.loop import run_training
+
+    t0 = time.perf_counter()
+    task = get_task(build.task.name)
+    train = task.generate("train", build.task.n_train, seed=build.task.seed)
+    heldout = task.generate("test", build.task.n_heldout, seed=build.task.seed)
+    references = [LabelledSolution(p, task.reference_solution(p), True) for p in train]
+    stats: dict[str, Any] = {"n_train_problems": len(train), "n_heldout_problems": len(heldout)}
+
+    # Base model: the tokenizer is byte level plus the prompt phrases, so no corpus is needed.
+    if build.base_model.path:
+        base = Path(build.base_model.path)
+    else:
+        from genrm_ray.models import create_tiny_model
+
+        base = create_tiny_model(folder / "base_model", size=build.base_model.size, seed=build.base_model.seed)
+    stats["base_model"] = str(base)
+
+    # Policy: SFT of the base model on D_correct built from reference solutions.
+    if build.policy.path:
+        policy = Path(build.policy.path)
+    else:
+        policy_sft = sft_data.write_sft_jsonl(sft_data.build_correct(references), folder / "policy_sft.jsonl")
+        cfg = copy.deepcopy(build.policy.train)
+        cfg.model.path = str(base)
+        cfg.data.correct = str(policy_sft)
+        cfg.objective.name = "policy"
+        cfg.output_dir = str(folder / "policy_run")
+        log(f"[data] SFT of the policy on {len(references)} reference solutions ({cfg.train.max_steps} steps)")
+        t = time.perf_counter()
+        result = run_training(cfg)
+        policy = Path(result.hf_model)
+        stats["policy_sft_s"] = round(time.perf_counter() - t, 1)
+    stats["policy"] = str(policy)
+
+    # Policy samples for train and held-out problems in one Ray Data pass.
+    s = build.sampling
+    log(f"[data] sampling {s.n} solutions for each of {len(train) + len(heldout)} problems (Ray Data + vLLM)")
+    t = time.perf_counter()
+    samples = sample_solutions(
+        train + heldout, policy, n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
+        seed=s.seed, concurrency=s.concurrency, batch_size=s.batch_size, num_cpus=s.num_cpus,
+        num_gpus=s.num_gpus, engine_options=s.engine_options,
+    )
+    stats["sampling_s"] = round(time.perf_counter() - t, 1)
+    with (folder / "samples.jsonl").open("w") as f:
+        for x in samples:
+            f.write(json.dumps(dataclasses.asdict(x)) + "\n")
+    graded = grade(train + heldout, samples)
+    train_ids = {p.id for p in train}
+    policy_train = [x for x in graded if x.problem.id in train_ids]
+    policy_heldout = [x for x in graded if x.problem.id not in train_ids]
+    stats["policy_accuracy_train"] = _accuracy(policy_train)
+    stats["policy_accuracy_heldout"] = _accuracy(policy_heldout)
+
+    # Bootstrapped candidates: the task's own right and wrong solutions, graded by is_correct.
+    rng = random.Random(build.task.seed)
+    boot_train = _candidates(task, train, build.sampling.bootstrap_candidates, rng)
+    boot_heldout = _candidates(task, heldout, build.sampling.bootstrap_candidates, rng)
+    pool_train = _dedupe(policy_train + boot_train)
+    pool_heldout = _dedupe(policy_heldout + boot_heldout)
+    stats["pool_train"] = _counts(pool_train)
+    stats["pool_heldout"] = _counts(pool_heldout)
+
+    seed = build.task.seed
+    verify = sft_data.build_verify_direct(pool_train, balance=True, seed=seed)
+    cot, cot_stats = sft_data.build_verify_cot(pool_train, task.verification_rationale, balance=True, seed=seed)
+    correct = sft_data.build_correct(_dedupe(pool_train + references))
+    held = sft_data.build_verify_direct(pool_heldout, balance=True, seed=seed)
+    for name, records in [("verify_direct", verify), ("verify_cot", cot), ("correct", correct), ("heldout", held)]:
+        sft_data.write_sft_jsonl(records, folder / f"{name}.jsonl")
+        stats[f"n_{name}"] = len(records)
+    stats["cot_kept_fraction"] = round(cot_stats.kept_fraction, 3)
+    stats["build_s"] = round(time.perf_counter() - t0, 1)
+    return stats
+
+
+def _candidates(task, problems: list[Problem], n: int, rng: random.Random) -> list[LabelledSolution]:
+    if n <= 0:
+        return []
+    # Labels come from is_correct, never from how a candidate was made.
+    return [
+        LabelledSolution(p, c.solution, task.is_correct(c.solution, p))
+        for p in problems
+        for c in task.candidate_solutions(p, n, rng)
+    ]
+
+
+def _dedupe(items: list[LabelledSolution]) -> list[LabelledSolution]:
+    seen, out = set(), []
+    for x in items:
+        key = (x.problem.id, x.solution.strip())
+        if key not in seen:
+            seen.add(key)
+            out.append(x)
+    return out
+
+
+def _accuracy(items: list[LabelledSolution]) -> float:
+    return round(sum(x.correct for x in items) / len(items), 4) if items else 0.0
+
+
+def _counts(items: list[LabelledSolution]) -> dict[str, int]:
+    pos = sum(x.correct for x in items)
+    return {"correct": pos, "wrong": len(items) - pos}
+
+
+# The job's config: data building, the GenRM's TrainConfig, evaluation and where the run goes.
+
+
+@dataclass
+class EvalSection:
+    backend: str = "vllm"  # generation backend that scores p(Yes): "vllm" | "hf"
+    heldout: str = ""  # verify_direct JSONL of held-out (x, y, label); "" = the built held-out set
+    engine_options: dict[str, Any] = field(default_factory=dict)  # make_backend(backend, dir, **options)
+
+
+@dataclass
+class GenRMJobConfig:
+    data: DataBuild = field(default_factory=DataBuild)
+    # The verifier's training run. data.* files given here are used as they are (no data building);
+    # model.path "" = start from the built policy (GenRM is fine-tuned from the policy's checkpoint).
+    genrm: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalSection = field(default_factory=EvalSection)
+    run_dir: str = ""  # "" = runs/genrm-<timestamp> under the current directory
+    ray_address: str = ""  # "" = $RAY_ADDRESS if set (e.g. under `ray job submit`), else a local Ray
+
+
+# Held-out evaluation of a direct verifier: p(Yes) from the engine's next-token log-probabilities.
+
+
+def auroc(scores: list[float], labels: list[bool]) -> float:
+    """Area under the ROC curve: P(score of a random positive > score of a random negative), ties 1/2."""
+    pos = [s for s, y in zip(scores, labels) if y]
+    neg = [s for s, y in zip(scores, labels) if not y]
+    if not pos or not neg:
+        raise ValueError(f"AUROC needs both classes; got {len(pos)} positives and {len(neg)} negatives")
+    # Rank-sum (Mann-Whitney U) with average ranks for ties: O(n log n).
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    ranks = [0.0] * len(scores)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    rank_sum = sum(r for r, y in zip(ranks, labels) if y)
+    return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+
+
+def evaluate_verifier(model_dir: str | Path, heldout: str | Path, backend: str = "vllm", **options) -> dict[str, Any]:
+    """Accuracy (p(Yes) > 0.5 vs the label) and AUROC of p(Yes) on a held-out verify_direct file."""
+    records = sft_data.load_sft_jsonl(heldout, kinds=["verify_direct"])
+    labels = [bool(r.label) for r in records]
+    from genrm_ray.engine import make_backend
+    from genrm_ray.scoring import GenRMScorer
+
+    engine = make_backend(backend, str(model_dir), **options)
+    try:
+        p_yes = GenRMScorer(engine).p_yes([r.prompt for r in records])  # raw p(Yes), as in the paper
+    finally:
+        if hasattr(engine, "close"):
+            engine.close()  # vLLM's engine-core process goes now, not at interpreter exit
+    accuracy = sum((p > 0.5) == y for p, y in zip(p_yes, labels)) / len(labels)
+    return {
+        "n": len(labels),
+        "positives": sum(labels),
+        "accuracy": round(accuracy, 4),
+        "auroc": round(auroc(p_yes, labels), 4),
+        "mean_p_yes_correct": round(sum(p for p, y in zip(p_yes, labels) if y) / max(1, sum(labels)), 4),
+        "mean_p_yes_wrong": round(
+            sum(p for p, y in zip(p_yes, labels) if not y) / max(1, len(labels) - sum(labels)), 4
+        ),
+    }

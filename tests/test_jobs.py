@@ -1,0 +1,163 @@
+"""The training job's surface: config files, the CLI's bad-input handling, and a real submission of
+jobs/train_genrm.py to the session's Ray cluster through the Job Submission API."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from genrm_ray.config import ConfigError, load_config
+from genrm_ray.pipeline import GenRMJobConfig, auroc, cache_key
+from genrm_ray.train.step import deepspeed_config
+
+REPO = Path(__file__).resolve().parent.parent
+JOB = REPO / "jobs" / "train_genrm.py"
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+# What a job package must never carry: the venv (GBs), caches, earlier runs, git objects.
+EXCLUDES = [".venv", ".cache", "runs", ".git", "wandb", "benchmarks/results", "**/__pycache__"]
+
+
+# -- config files -----------------------------------------------------------------------------------
+
+
+def test_expected_config_files_exist():
+    names = {p.name for p in CONFIGS}
+    assert {"genrm_last_letter_cpu.yaml", "test_tiny.yaml"} <= names
+    assert any("gpu" in n and "zero3" in n for n in names) and any("gpu" in n and "zero2" in n for n in names)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_config_file_loads_and_validates(path):
+    cfg = load_config(GenRMJobConfig, path)
+    for run in (cfg.genrm, cfg.data.policy.train):
+        deepspeed_config(run.deepspeed, run.train.micro_batch_size, run.train.grad_accum)  # the trainer's checks
+        assert run.train.max_steps >= 1 and run.scaling.num_workers >= 1
+    assert cfg.genrm.objective.name == "genrm"
+    assert cfg.data.policy.train.objective.name == "policy"
+    if "gpu" in path.name:
+        for run in (cfg.genrm, cfg.data.policy.train):
+            assert run.scaling.use_gpu and run.deepspeed.bf16
+            assert run.scaling.num_workers % 8 == 0  # whole 8-GPU nodes
+        assert cfg.data.sampling.num_gpus == 1 and cfg.data.sampling.concurrency == cfg.genrm.scaling.num_workers
+    else:
+        assert not cfg.genrm.scaling.use_gpu and cfg.data.sampling.num_gpus == 0
+
+
+def test_data_cache_key_ignores_genrm_and_logging_but_not_data_settings():
+    base = load_config(GenRMJobConfig, REPO / "configs" / "test_tiny.yaml")
+    other_genrm = load_config(GenRMJobConfig, REPO / "configs" / "test_tiny.yaml",
+                              ["genrm.train.lr=0.5", "data.policy.train.logging.progress_bar=true", "data.cache_dir=/x"])
+    more_problems = load_config(GenRMJobConfig, REPO / "configs" / "test_tiny.yaml", ["data.task.n_train=25"])
+    assert cache_key(base.data) == cache_key(other_genrm.data)
+    assert cache_key(base.data) != cache_key(more_problems.data)
+
+
+def test_auroc_matches_pairwise_definition():
+    scores = [0.9, 0.2, 0.7, 0.7, 0.1, 0.4]
+    labels = [True, False, True, False, False, True]
+    pairs = [(p, n) for p, yp in zip(scores, labels) if yp for n, yn in zip(scores, labels) if not yn]
+    expected = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs) / len(pairs)
+    assert auroc(scores, labels) == pytest.approx(expected)
+    assert auroc([0.1, 0.9], [False, True]) == 1.0
+    with pytest.raises(ValueError, match="both classes"):
+        auroc([0.5, 0.6], [True, True])
+
+
+def test_unknown_key_in_config_file_names_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("genrm:\n  train:\n    max_step: 3\n")
+    with pytest.raises(ConfigError, match="genrm.train.max_step"):
+        load_config(GenRMJobConfig, bad)
+
+
+# -- the CLI fails fast on bad input ------------------------------------------------------------------
+
+
+def _run_job(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(JOB), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def _bad_sft_file(tmp_path: Path) -> Path:
+    path = tmp_path / "verify.jsonl"
+    good = {"kind": "verify_direct", "task": "last_letter", "problem_id": "p1", "prompt": "Q: x\nA: y\nVerification:",
+            "target": " Yes", "label": True}
+    path.write_text(json.dumps(good) + "\n" + "{not json\n")
+    return path
+
+
+@pytest.mark.parametrize("case", ["missing_config", "unknown_key", "wrong_type", "missing_dataset", "malformed_dataset",
+                                  "bad_backend", "missing_model_dir"])
+def test_bad_input_exits_nonzero_with_clear_message_before_training(case, tmp_path):
+    run_dir = tmp_path / "run"
+    tiny = ["--config", str(REPO / "configs" / "test_tiny.yaml"), f"run_dir={run_dir}"]
+    args, expected = {
+        "missing_config": (["--config", str(tmp_path / "nope.yaml")], f"--config: no such file {tmp_path / 'nope.yaml'}"),
+        "unknown_key": (tiny + ["genrm.train.learning_rate=1e-3"], "unknown config key 'genrm.train.learning_rate'"),
+        "wrong_type": (tiny + ["genrm.train.max_steps=many"], "'genrm.train.max_steps' expects int"),
+        "missing_dataset": (tiny + [f"genrm.data.verify_direct={tmp_path / 'absent.jsonl'}"],
+                            f"genrm.data.verify_direct: no such file {tmp_path / 'absent.jsonl'}"),
+        "malformed_dataset": (tiny + [f"genrm.data.verify_direct={_bad_sft_file(tmp_path)}"],
+                              f"{tmp_path / 'verify.jsonl'}:2: not valid JSON"),
+        "bad_backend": (tiny + ["eval.backend=tensorrt"], "eval.backend must be 'vllm' or 'hf'"),
+        "missing_model_dir": (tiny + [f"data.base_model.path={tmp_path}"], f"data.base_model.path: {tmp_path} is not a Hugging Face model dir"),
+    }[case]
+    proc = _run_job(*args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not run_dir.exists()  # nothing started: no run dir, no Ray
+
+
+def test_given_dataset_without_heldout_set_is_rejected(tmp_path):
+    good = tmp_path / "verify.jsonl"
+    good.write_text(_bad_sft_file(tmp_path).read_text().splitlines()[0] + "\n")
+    proc = _run_job("--config", str(REPO / "configs" / "test_tiny.yaml"), f"genrm.data.verify_direct={good}",
+                    "genrm.objective.lambda_correct=0")
+    assert proc.returncode == 2
+    assert "also set: eval.heldout, genrm.model.path" in proc.stderr
+
+
+# -- a real job on the session's Ray cluster -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_submitted_job_trains_genrm_and_writes_summary_and_hf_export(ray_cluster, tmp_path):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    run_dir, cache = tmp_path / "run", tmp_path / "data-cache"
+    client = JobSubmissionClient(ray_cluster.dashboard_url)
+    job_id = client.submit_job(
+        # The venv's interpreter: the cluster was started from it, and `python` may be another one.
+        entrypoint=f"{sys.executable} jobs/train_genrm.py --config configs/test_tiny.yaml "
+                   f"run_dir={run_dir} data.cache_dir={cache}",
+        runtime_env={"working_dir": str(REPO), "excludes": EXCLUDES},
+    )
+    deadline = time.monotonic() + 480
+    status = client.get_job_status(job_id)
+    while status not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED} and time.monotonic() < deadline:
+        time.sleep(2)
+        status = client.get_job_status(job_id)
+    logs = client.get_job_logs(job_id)
+    if status != JobStatus.SUCCEEDED:
+        client.stop_job(job_id)
+    assert status == JobStatus.SUCCEEDED, logs[-6000:]
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    hf = Path(summary["hf_model"])
+    assert hf.is_relative_to(run_dir) and (hf / "config.json").is_file()
+    assert any(hf.glob("*.safetensors")) or any(hf.glob("*.bin"))
+    assert (run_dir / "loss_curve.png").stat().st_size > 1000
+    held = summary["heldout"]
+    assert held["n"] > 0 and 0 < held["positives"] < held["n"]
+    assert 0.0 <= held["accuracy"] <= 1.0 and 0.0 <= held["auroc"] <= 1.0
+    assert set(summary["final_loss"]) >= {"loss_verify", "loss_correct"}
+    assert all(math.isfinite(v) and v > 0 for v in summary["final_loss"].values())
+    assert summary["steps"] == 3 and summary["zero_stage"] == 3 and summary["train_tokens_per_s"] > 0
+    assert summary["data"]["source"] == "built" and Path(summary["data"]["folder"]).is_relative_to(cache)
+    assert "=== GenRM summary ===" in logs and "AUROC" in logs

@@ -1,0 +1,61 @@
+"""Policy sampling as a Ray Data pipeline over vLLM engine actors (genrm_ray.sampling)."""
+
+from __future__ import annotations
+
+import pytest
+
+from genrm_ray.sampling import Sample, grade, sample_solutions
+from genrm_ray.tasks import get_task
+
+pytestmark = pytest.mark.slow
+
+
+def test_ray_data_pool_samples_n_solutions_per_problem(ray_cluster, tiny_model_dir):
+    task = get_task("last_letter")
+    problems = task.generate("train", 5, seed=0)
+    # batch_size 2 over 5 problems: three map_batches calls through one vLLM engine actor.
+    samples = sample_solutions(
+        problems, tiny_model_dir, n=3, temperature=1.0, max_tokens=12, seed=0,
+        concurrency=1, batch_size=2, num_cpus=1,
+    )
+    assert len(samples) == 15
+    assert all(isinstance(s, Sample) for s in samples)
+    by_problem: dict[str, list[int]] = {}
+    for s in samples:
+        by_problem.setdefault(s.problem_id, []).append(s.sample_index)
+        assert s.finish_reason in ("stop", "length")
+    assert by_problem == {p.id: [0, 1, 2] for p in problems}
+    # A random-init model rambles: some samples must hit max_tokens, and sampling at temperature 1
+    # must not return one string for all three samples of every problem.
+    assert any(s.finish_reason == "length" for s in samples)
+    assert any(len({s.solution for s in samples if s.problem_id == p.id}) > 1 for p in problems)
+
+    labelled = grade(problems, samples)
+    assert [x.solution for x in labelled] == [s.solution for s in samples]
+    for x in labelled:
+        assert x.correct == task.is_correct(x.solution, x.problem)
+
+
+def test_sampling_grades_reference_solutions_correct():
+    # grade() labels with the task's is_correct: a reference solution is correct, an empty one not.
+    task = get_task("last_letter")
+    problems = task.generate("test", 2, seed=1)
+    samples = [Sample(p.id, 0, task.reference_solution(p), "stop") for p in problems]
+    samples += [Sample(p.id, 1, "", "length") for p in problems]
+    labels = [x.correct for x in grade(problems, samples)]
+    assert labels == [True, True, False, False]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(n=0), "n, concurrency and batch_size must be >= 1"),
+    (dict(n=1, concurrency=0), "n, concurrency and batch_size must be >= 1"),
+])
+def test_bad_sampling_arguments_fail_before_ray(kwargs, message, tmp_path):
+    problems = get_task("last_letter").generate("train", 1, seed=0)
+    with pytest.raises(ValueError, match=message):
+        sample_solutions(problems, tmp_path, **kwargs)
+
+
+def test_no_problems_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="no problems"):
+        sample_solutions([], tmp_path, n=1)
