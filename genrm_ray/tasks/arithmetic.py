@@ -173,10 +173,15 @@ class Step:
 
 
 def _solve(
-    template: Template, values: dict[str, Any], slip: tuple[int, int] | None = None, wrong_op: int | None = None
+    template: Template,
+    values: dict[str, Any],
+    slip: tuple[int, int] | None = None,
+    wrong_op: int | None = None,
+    commute: bool = False,
 ) -> list[Step]:
     """The template's steps on ``values``; ``slip`` = (step, delta) adds delta to one result and
-    ``wrong_op`` = step swaps one operation, each carried forward into the later steps."""
+    ``wrong_op`` = step swaps one operation, each carried forward into the later steps;
+    ``commute`` writes every + and * with its operands swapped (a different, still right text)."""
     env: dict[str, Fraction] = {k: Fraction(v) for k, v in values.items() if k != "name"}
     steps = []
     for i, (expr, sentence) in enumerate(template.steps):
@@ -186,6 +191,8 @@ def _solve(
         if wrong_op == i:
             op = _WRONG_OP[op]
         result = _APPLY[op](left, right)
+        if commute and op in "+*":
+            left, right = right, left
         if slip is not None and slip[0] == i:
             result += slip[1]
         env[f"s{i + 1}"] = result
@@ -287,7 +294,7 @@ class ArithmeticTask(Task):
     # ---- bootstrapping --------------------------------------------------------------------------
 
     def perturbation_kinds(self) -> tuple[str, ...]:
-        return ("carried_slip", "wrong_operation", "skipped_step", "wrong_final", "truncated")
+        return ("carried_slip", "wrong_operation", "skipped_step", "wrong_final", "truncated", "commuted")
 
     def perturb(self, problem: Problem, kind: str, rng: random.Random) -> str | None:
         reference = self._steps(problem)
@@ -309,4 +316,7 @@ class ArithmeticTask(Task):
             return _text(reference, format_number(reference[-1].result + rng.choice(_SLIPS)))
         if kind == "truncated":
             return truncate(self.reference_solution(problem), rng)
+        if kind == "commuted":  # a right solution worded differently: "7 * 5" for "5 * 7"
+            steps = self._steps(problem, commute=True)
+            return _text(steps, format_number(steps[-1].result))
         raise ValueError(f"{self.name}: unknown perturbation kind {kind!r}")

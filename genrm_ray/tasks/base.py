@@ -273,13 +273,22 @@ class Task:
             return []
         texts = {self.reference_solution(problem): "reference"}
         kinds = self.perturbation_kinds()
+        # Kinds take turns up to a cap, so kinds with many distinct variants (truncations) do not
+        # crowd out the rest; the cap rises only when every kind has reached it.
+        counts = dict.fromkeys(kinds, 0)
+        cap = max(1, -(-(n - 1) // len(kinds)))
         for _ in range(20 * n):
             if len(texts) >= n:
                 break
-            kind = rng.choice(kinds)
+            open_kinds = [k for k in kinds if counts[k] < cap]
+            if not open_kinds:
+                cap += 1
+                continue
+            kind = rng.choice(open_kinds)
             text = self.perturb(problem, kind, rng)
             if text is not None and text not in texts:
                 texts[text] = kind
+                counts[kind] += 1
         return [Candidate(text, self.is_correct(text, problem), kind) for text, kind in texts.items()]
 
     def perturbation_kinds(self) -> tuple[str, ...]:

@@ -1,0 +1,451 @@
+"""Tasks: registry, seeded splits, loading, answer extraction, grading, rationales and candidates."""
+
+import json
+import random
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from genrm_ray.prompts import DIRECT_QUESTION, NO, YES
+from genrm_ray.tasks import OOD, SPLITS, TASKS, Problem, Task, get_task, split_of
+
+GENERATED = ["last_letter", "word_sort", "arithmetic"]
+YES_LINE, NO_LINE = DIRECT_QUESTION + YES, DIRECT_QUESTION + NO
+
+
+def final_answer_line(solution: str) -> str | None:
+    """Independent oracle for texts in the tasks' own format: X of a last line 'The answer is X.'"""
+    m = re.fullmatch(r"The answer is (.+)\.", solution.rstrip().split("\n")[-1])
+    return m.group(1) if m else None
+
+
+# ---- registry and generation --------------------------------------------------------------------
+
+
+def test_registry_holds_the_four_tasks():
+    assert sorted(TASKS) == ["arithmetic", "gsm8k", "last_letter", "word_sort"]
+    for name, task in TASKS.items():
+        assert get_task(name) is task and task.name == name and task.domain
+
+
+def test_unknown_task_names_the_known_ones():
+    with pytest.raises(ValueError, match="known tasks: arithmetic, gsm8k, last_letter, word_sort"):
+        get_task("chess")
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_generate_is_deterministic_per_seed(name):
+    task = get_task(name)
+    a, b = task.generate("train", 40, seed=3), task.generate("train", 40, seed=3)
+    assert a == b
+    assert [p.question for p in task.generate("train", 40, seed=4)] != [p.question for p in a]
+    assert len({p.question for p in a}) == 40  # deduplicated within the split
+    assert all(p.task == name and p.id and p.answer for p in a)
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_splits_never_overlap_whatever_the_seeds(name):
+    task = get_task(name)
+    questions = {split: set() for split in SPLITS}
+    for seed in range(3):
+        for split, n in [("train", 300), ("validation", 60), ("test", 60)]:
+            problems = task.generate(split, n, seed=seed)
+            assert all(split_of(p.question) == split for p in problems)
+            questions[split] |= {p.question for p in problems}
+    assert not questions["train"] & questions["validation"]
+    assert not questions["train"] & questions["test"]
+    assert not questions["validation"] & questions["test"]
+
+
+def test_split_buckets_are_about_80_10_10():
+    counts = {s: 0 for s in SPLITS}
+    for i in range(10_000):
+        counts[split_of(f"question {i}")] += 1
+    assert 7700 < counts["train"] < 8300 and 800 < counts["validation"] < 1200 and 800 < counts["test"] < 1200
+
+
+def test_last_letter_lengths_in_and_out_of_distribution():
+    task = get_task("last_letter")
+    in_dist = task.generate("train", 200, seed=0)
+    assert {len(p.meta["words"]) for p in in_dist} == {2, 3, 4}
+    ood = task.generate(OOD, 100, seed=0)
+    assert all(len(task.words(p)) == 6 for p in ood)
+    assert all(p.answer == "".join(w[-1] for w in task.words(p)) for p in ood)
+    assert not {p.question for p in ood} & {p.question for p in in_dist}
+
+
+def test_word_sort_ood_lists_are_longer():
+    task = get_task("word_sort")
+    assert {len(task.words(p)) for p in task.generate("test", 100)} == {3, 4, 5}
+    assert {len(task.words(p)) for p in task.generate(OOD, 20)} == {7}
+
+
+def test_bad_generate_arguments_fail_clearly():
+    with pytest.raises(ValueError, match="no split 'ood'.*'train', 'validation', 'test'"):
+        get_task("arithmetic").generate(OOD, 5)
+    with pytest.raises(ValueError, match="no split 'dev'"):
+        get_task("last_letter").generate("dev", 5)
+    with pytest.raises(ValueError, match="non-negative int"):
+        get_task("last_letter").generate("train", -1)
+    assert get_task("last_letter").generate("train", 0) == []
+
+
+class _TinyTask(Task):
+    """A task with only 40 distinct questions, to hit the capacity check."""
+
+    name = "tiny"
+
+    def _sample(self, rng, ood):
+        return f"What is {rng.randrange(40)}?", "0", {}
+
+
+def test_asking_more_than_a_split_holds_is_an_error_not_a_hang():
+    task = _TinyTask()
+    holds = sum(split_of(f"What is {i}?") == "train" for i in range(40))
+    assert len(task.generate("train", holds)) == holds
+    with pytest.raises(ValueError, match=f"asked for {holds + 1} train problems but found only {holds}"):
+        task.generate("train", holds + 1)
+
+
+def test_gsm8k_has_no_generator():
+    with pytest.raises(NotImplementedError, match="no generator.*load"):
+        get_task("gsm8k").generate("train", 1)
+
+
+# ---- reference solutions --------------------------------------------------------------------------
+
+
+def test_last_letter_reference_solution_format():
+    task = get_task("last_letter")
+    problem = task.make_problem(task.question(["pako", "rin", "tas"]), "ons")
+    assert task.reference_solution(problem) == (
+        'The last letter of "pako" is "o".\n'
+        'The last letter of "rin" is "n".\n'
+        'The last letter of "tas" is "s".\n'
+        'Concatenating "o", "n" and "s" gives "ons".\n'
+        "The answer is ons."
+    )
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_reference_solutions_are_right_by_an_independent_check(name):
+    task = get_task(name)
+    for p in task.generate("train", 200, seed=1) + task.generate("test", 50, seed=1):
+        solution = task.reference_solution(p)
+        assert final_answer_line(solution) == p.answer
+        assert task.is_correct(solution, p)
+        if name == "last_letter":
+            assert p.answer == "".join(w[-1] for w in p.question.split('"')[1].split())
+        elif name == "word_sort":
+            assert p.answer.split() == sorted(p.question.split('"')[1].split())
+        else:
+            equations = re.findall(r"(\d+) ([-+*/]) (\d+) = (\d+)", solution)
+            assert 2 <= len(equations) <= 5
+            for a, op, b, c in equations:
+                assert eval(f"{a} {op} {b}") == int(c)  # noqa: S307 (digits and one operator)
+            assert equations[-1][3] == p.answer
+
+
+def test_arithmetic_has_several_templates_and_2_to_5_steps():
+    task = get_task("arithmetic")
+    problems = task.generate("train", 500, seed=0)
+    assert len({p.meta["template"] for p in problems}) >= 8
+    steps = {task.reference_solution(p).count("\n") for p in problems}
+    assert steps == {2, 3, 4, 5}
+
+
+# ---- answer extraction and grading --------------------------------------------------------------
+
+MATH_OUTPUTS = [
+    ("The answer is 72.", "72"),
+    ("The answer is: 72", "72"),
+    ("so the final answer is 1,234.", "1234"),
+    ("The answer is $1,234.50.", "1234.5"),
+    ("The answer is 12 apples.", "12"),
+    ("The answer is **12**.", "12"),
+    ('  The answer is "12"  ', "12"),
+    ("The answer is -3.", "-3"),
+    ("The answer is 12.00", "12"),
+    ("The answer is 0.5 hours", "0.5"),
+    ("The answer is \\boxed{42}.", "42"),
+    ("Thus x = \\boxed{3.5}", "3.5"),
+    ("48+24 = 72\n#### 72", "72"),
+    ("#### 1,000", "1000"),
+    ("Q: how many?\nA: 17", "17"),
+    ("Answer: 17 marbles", "17"),
+    ("The answer is 4 * 4 = 16.", "16"),
+    ("The answer is 5.\nWait, that is wrong. The answer is 6.", "6"),
+    ("The answer is:\n42", "42"),
+    # no announced answer, or an announcement without a number: None, never a guess
+    ("48 + 24 = 72 clips in total", None),
+    ("I think it is 42", None),
+    ("The answer is", None),
+    ("The answer is twelve.", None),
+    ("The answer is 5.\nThe answer is unknown.", None),
+    ("", None),
+]
+
+
+@pytest.mark.parametrize("text, expected", MATH_OUTPUTS)
+def test_math_answer_extraction(text, expected):
+    assert get_task("arithmetic").extract_answer(text) == expected
+    assert get_task("gsm8k").extract_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("The answer is ons.", "ons"),
+        ('The answer is "ONS".', "ons"),
+        ("The answer is o n s", "ons"),
+        ("the answer is: ons\n", "ons"),
+        ("The answer is `ons`!", "ons"),
+        ("The answer is ons. Concatenating gives xyz.", "ons"),
+        ("#### ons", "ons"),
+        ('Concatenating "o" and "n" gives "on".', None),
+        ("The answer is 42.", None),
+        ("The answer is", None),
+    ],
+)
+def test_letters_answer_extraction(text, expected):
+    assert get_task("last_letter").extract_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("The answer is ka lumira pato.", "ka lumira pato"),
+        ("The answer is Ka,  Lumira, pato", "ka lumira pato"),
+        ('The answer is "ka lumira pato".', "ka lumira pato"),
+        ("Answer: ka lumira pato", "ka lumira pato"),
+        ("Word 1 in alphabetical order is \"ka\".", None),
+        ("The answer is ka 2 pato.", None),
+    ],
+)
+def test_words_answer_extraction(text, expected):
+    assert get_task("word_sort").extract_answer(text) == expected
+
+
+def test_numeric_and_normalized_string_equality():
+    arith = get_task("arithmetic")
+    p = arith.make_problem("q", "12")
+    for text in ["The answer is 12.", "The answer is 12.0", "The answer is 12.00.", "#### 12", "\\boxed{12}"]:
+        assert arith.is_correct(text, p), text
+    assert not arith.is_correct("The answer is 12.5", p)
+    assert not arith.is_correct("The answer is 120", p)
+    letters = get_task("last_letter")
+    q = letters.make_problem("q", "ons")
+    assert letters.is_correct("The answer is ONS.", q) and letters.is_correct("The answer is o n s", q)
+    assert not letters.is_correct("The answer is nos.", q)
+
+
+FIXED_PROBLEMS = [
+    (get_task("last_letter"), get_task("last_letter").make_problem(get_task("last_letter").question(["pako", "rin", "tas"]), "ons")),
+    (get_task("word_sort"), get_task("word_sort").make_problem(get_task("word_sort").question(["lumira", "ka"]), "ka lumira")),
+    (get_task("arithmetic"), get_task("arithmetic").make_problem(
+        "Ivy has $127. Ivy buys 5 books that cost $7 each. How much money does Ivy have left?", "92")),
+    (get_task("gsm8k"), get_task("gsm8k").make_problem("How many?", "12", {"solution": "5 + 7 = 12"})),
+]  # fmt: skip
+# Free-form model output: pieces of the answer and step formats mixed with arbitrary text.
+FRAGMENTS = st.sampled_from([
+    "The answer is ", "the final answer is: ", "#### ", "\\boxed{", "}", "\nA: ", "Answer:", "\n", ". ", " ",
+    "=", " * ", " + ", "-", "/", "$", ",", "(", ")", '"', "12", "1,234", "0.5", "7", "ons", "ka lumira", "Ons",
+    'The last letter of "pako" is "o".', "Concatenating gives ", 'Word 1 in alphabetical order is "ka".',
+    "5 * 7 = 35", "127 - 35 = 92", "The answer is ons.", "The answer is ka lumira.", "The answer is 92.", "#### 12", "Step 1:", "Verification: Is the answer correct (Yes/No)? Yes",
+])  # fmt: skip
+GARBAGE = st.lists(FRAGMENTS | st.text(max_size=12), max_size=30).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(GARBAGE)
+def test_extraction_and_rationales_survive_garbage(text):
+    for task, problem in FIXED_PROBLEMS:
+        answer = task.extract_answer(text)
+        assert answer is None or answer == task.normalize_answer(answer)
+        rationale = task.verification_rationale(problem, text)
+        assert rationale.split("\n")[-1] == (YES_LINE if task.is_correct(text, problem) else NO_LINE)
+
+
+# ---- rationales and candidates ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_candidates_and_rationales_agree_with_the_grade(name):
+    """Thousands of candidates per task: the grade matches an independent reading of the answer
+    line, and every rationale's verdict equals the grade."""
+    task = get_task(name)
+    rng = random.Random(0)
+    kinds, count = {}, 0
+    for p in task.generate("train", 250, seed=7) + task.generate("test", 50, seed=7):
+        reference = task.reference_solution(p)
+        candidates = task.candidate_solutions(p, 10, rng)
+        assert candidates[0].solution == reference and candidates[0].kind == "reference"
+        assert len({c.solution for c in candidates}) == len(candidates)
+        for c in candidates:
+            count += 1
+            kinds.setdefault(c.kind, [0, 0])[c.correct] += 1
+            assert c.correct == task.is_correct(c.solution, p)
+            truth = final_answer_line(c.solution)
+            assert c.correct == (truth is not None and task.normalize_answer(truth) == p.answer)
+            rationale = task.verification_rationale(p, c.solution)
+            lines = rationale.split("\n")
+            assert lines[-1] == (YES_LINE if c.correct else NO_LINE)
+            assert rationale.count(DIRECT_QUESTION) == 1
+            assert len(lines) <= reference.count("\n") + 5  # one line per step, plus the summary
+            if c.kind == "reference":
+                assert "Wrong" not in rationale and "missing" not in rationale
+            if c.kind == "truncated":
+                assert not c.correct
+    assert count >= 2500
+    assert set(kinds) == {"reference", *task.perturbation_kinds()}
+    for kind, (wrong, right) in kinds.items():
+        assert (right if kind in ("reference", "commuted") else wrong) > 0, kind
+    if name == "arithmetic":
+        assert kinds["commuted"][0] == 0  # swapping operands of + and * never changes a result
+
+
+def test_candidates_are_deterministic_for_a_seeded_rng():
+    task = get_task("arithmetic")
+    p = task.generate("train", 1)[0]
+    assert task.candidate_solutions(p, 8, random.Random(5)) == task.candidate_solutions(p, 8, random.Random(5))
+    assert task.candidate_solutions(p, 0, random.Random(5)) == []
+
+
+def test_last_letter_rationale_names_the_first_wrong_step():
+    task = get_task("last_letter")
+    p = task.make_problem(task.question(["pako", "rin", "tas"]), "ons")
+    wrong_letter = (
+        'The last letter of "pako" is "o".\nThe last letter of "rin" is "i".\nThe last letter of "tas" is "s".\n'
+        'Concatenating "o", "i" and "s" gives "ois".\nThe answer is ois.'
+    )
+    assert task.verification_rationale(p, wrong_letter) == "\n".join([
+        'Step 1: "pako" ends with "o". Correct.',
+        'Step 2: "rin" ends with "n", not "i". Wrong.',
+        'Step 3: "tas" ends with "s". Correct.',
+        'Step 4: the letters give "ons", not "ois". Wrong.',
+        "The first wrong step is step 2.",
+        'Final answer: "ois"; the correct answer is "ons". Wrong.',
+        NO_LINE,
+    ])  # fmt: skip
+    skipped = 'The last letter of "pako" is "o".\nThe last letter of "tas" is "s".\nThe answer is os.'
+    rationale = task.verification_rationale(p, skipped)
+    assert 'Step 2: missing; "rin" ends with "n".' in rationale and "first wrong step is step 2." in rationale
+    # The verdict is about the final answer: a wrong step with a right answer still says Yes.
+    lucky = wrong_letter.replace("The answer is ois.", "The answer is ons.")
+    rationale = task.verification_rationale(p, lucky)
+    assert "first wrong step is step 2." in rationale and rationale.endswith(YES_LINE)
+    wrong_final = task.reference_solution(p).replace("The answer is ons.", "The answer is on.")
+    rationale = task.verification_rationale(p, wrong_final)
+    assert "first wrong step" not in rationale and rationale.endswith(NO_LINE)
+
+
+def test_arithmetic_rationale_follows_a_carried_slip():
+    task = get_task("arithmetic")
+    p = task.make_problem(
+        "Ivy has $127. Ivy buys 5 books that cost $7 each. How much money does Ivy have left?", "92"
+    )
+    slip = "The books cost 5 * 7 = 36 dollars.\nIvy has 127 - 36 = 91 dollars left.\nThe answer is 91."
+    assert task.verification_rationale(p, slip) == "\n".join([
+        "Step 1: 5 * 7 = 36 is wrong; 5 * 7 = 35.",
+        "Step 2: 127 - 36 = 91, but this step should give 92. Wrong.",
+        "The first wrong step is step 1.",
+        "Final answer: 91; the correct answer is 92. Wrong.",
+        NO_LINE,
+    ])  # fmt: skip
+    free_form = "5 books at $7 is 5x7=35, and 127-35=92 is left, so #### 92"
+    rationale = task.verification_rationale(p, free_form)
+    assert "Wrong" not in rationale and rationale.endswith(YES_LINE)
+    early = "The books cost 5 * 7 = 35 dollars.\nThe answer is 35."
+    assert "Step 2: missing; expected 127 - 35 = 92." in task.verification_rationale(p, early)
+
+
+def test_word_sort_rationale_checks_each_position():
+    task = get_task("word_sort")
+    p = task.make_problem(task.question(["pato", "lumira", "ka"]), "ka lumira pato")
+    swapped = (
+        'Word 1 in alphabetical order is "ka".\nWord 2 in alphabetical order is "pato".\n'
+        'Word 3 in alphabetical order is "lumira".\nThe answer is ka pato lumira.'
+    )
+    rationale = task.verification_rationale(p, swapped)
+    assert rationale.split("\n")[:3] == [
+        'Step 1: word 1 is "ka". Correct.',
+        'Step 2: word 2 is "lumira", not "pato". Wrong.',
+        'Step 3: word 3 is "pato", not "lumira". Wrong.',
+    ]
+    assert "first wrong step is step 2." in rationale and rationale.endswith(NO_LINE)
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_every_truncation_of_a_reference_is_graded_and_verified_consistently(name):
+    task = get_task(name)
+    for p in task.generate("validation", 20, seed=2):
+        reference = task.reference_solution(p)
+        answer_at = reference.rindex("The answer is")
+        for cut in range(len(reference) + 1):
+            prefix = reference[:cut]
+            correct = task.is_correct(prefix, p)
+            if cut < answer_at + len("The answer is "):
+                assert not correct
+            assert task.verification_rationale(p, prefix).endswith(YES_LINE if correct else NO_LINE)
+        assert task.is_correct(reference.rstrip("."), p)
+
+
+# ---- loading files ------------------------------------------------------------------------------
+
+
+def write_lines(path, lines):
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_load_round_trips_generated_problems_without_meta(name, tmp_path):
+    task = get_task(name)
+    problems = task.generate("test", 30, seed=0)
+    path = write_lines(tmp_path / "p.jsonl", [json.dumps({"question": p.question, "answer": p.answer}) for p in problems])
+    loaded = task.load(path)
+    assert [(p.id, p.question, p.answer) for p in loaded] == [(p.id, p.question, p.answer) for p in problems]
+    rng = random.Random(0)
+    for original, p in zip(problems, loaded):
+        assert dict(p.meta) == {}
+        # Everything works from the question and answer alone.
+        assert task.reference_solution(p) == task.reference_solution(original)
+        for c in task.candidate_solutions(p, 4, rng):
+            assert task.verification_rationale(p, c.solution) == task.verification_rationale(original, c.solution)
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        (['{"question": "q", "answer": "12"}', '{"question": "q2", "answer": '], r"p\.jsonl:2: malformed JSON"),
+        (['{"question": "q"}'], r"p\.jsonl:1: missing field 'answer'"),
+        (['{"answer": "12"}'], r"p\.jsonl:1: missing field 'question'"),
+        (['{"question": "q", "answer": 12}'], r"p\.jsonl:1: field 'answer' must be a string, got int"),
+        (['{"question": ["q"], "answer": "12"}'], r"p\.jsonl:1: field 'question' must be a string, got list"),
+        (['{"question": "  ", "answer": "12"}'], r"p\.jsonl:1: field 'question' is empty"),
+        (['["q", "12"]'], r"p\.jsonl:1: expected a JSON object, got list"),
+        (["", '{"question": "q", "answer": "twelve"}'], r"p\.jsonl:2: field 'answer' is not a valid arithmetic answer"),
+        ([], r"p\.jsonl: no problems"),
+    ],
+)
+def test_bad_files_name_file_line_and_field(tmp_path, lines, message):
+    path = write_lines(tmp_path / "p.jsonl", lines)
+    with pytest.raises(ValueError, match=message):
+        get_task("arithmetic").load(path)
+
+
+def test_loaded_letter_answers_are_validated(tmp_path):
+    path = write_lines(tmp_path / "p.jsonl", ['{"question": "q", "answer": "o n"}', '{"question": "q", "answer": "o1"}'])
+    with pytest.raises(ValueError, match=r"p\.jsonl:2: field 'answer'"):
+        get_task("last_letter").load(path)
+
+
+def test_questions_outside_the_generators_are_still_graded_and_verified():
+    for name, answer, good in [("last_letter", "ab", "The answer is ab."), ("arithmetic", "7", "#### 7")]:
+        task = get_task(name)
+        p = Problem(id="x", task=name, question="A question in some other wording?", answer=answer)
+        assert task.is_correct(good, p)
+        assert task.verification_rationale(p, good).endswith(YES_LINE)
+        assert task.verification_rationale(p, "The answer is zz 9.").endswith(NO_LINE)
