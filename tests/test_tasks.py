@@ -173,7 +173,8 @@ MATH_OUTPUTS = [
     ("Thus x = \\boxed{3.5}", "3.5"),
     ("48+24 = 72\n#### 72", "72"),
     ("#### 1,000", "1000"),
-    ("Q: how many?\nA: 17", "17"),
+    ("Let me count.\nA: 17", "17"),
+    ("The answer is 12.\n\nQ: What is 2 + 2?\nA: Let's think step by step.\nThe answer is 4.", "12"),
     ("Answer: 17 marbles", "17"),
     ("The answer is 4 * 4 = 16.", "16"),
     ("The answer is 5.\nWait, that is wrong. The answer is 6.", "6"),
@@ -304,6 +305,14 @@ def test_candidates_and_rationales_agree_with_the_grade(name):
         assert (right if kind in ("reference", "commuted") else wrong) > 0, kind
     if name == "arithmetic":
         assert kinds["commuted"][0] == 0  # swapping operands of + and * never changes a result
+
+
+def test_problems_pickle_and_hash():
+    import pickle
+
+    p = get_task("last_letter").generate("train", 1)[0]
+    assert pickle.loads(pickle.dumps(p)) == p
+    assert {p: 1}[p] == 1
 
 
 def test_candidates_are_deterministic_for_a_seeded_rng():

@@ -15,7 +15,6 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Mapping
 
 from genrm_ray.prompts import DIRECT_QUESTION, NO, YES
@@ -45,7 +44,9 @@ class Problem:
     task: str  # registry name
     question: str
     answer: str  # reference final answer as text, already normalized by the task
-    meta: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # Task-specific structure (e.g. the word list); empty for loaded files. A plain dict so problems
+    # pickle (Ray); left out of the hash so problems can be set members and dict keys.
+    meta: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -96,11 +97,16 @@ def _unwrap(value: str) -> str:
 def raw_answer(text: str) -> str | None:
     """The text announced as the final answer by the last answer marker, cleaned; None if none.
 
+    The solution ends at a line starting ``Q:`` (a model running on into another problem).
     Markers: ``The answer is X`` (also "the final answer is", "answer is:"), ``#### X``,
     ``\\boxed{X}`` and a line starting ``A:`` / ``Answer:``. The value is the rest of that line up to
     the end of its first sentence (or the next line when the marker ends its line), with quotes,
     markdown and trailing punctuation removed. Tasks normalize it further.
     """
+    # A model that runs on into a new problem ("...\n\nQ: ...") has ended its solution there.
+    next_question = re.search(r"\n[ \t]*Q:", text)
+    if next_question:
+        text = text[: next_question.start()]
     matches = list(_MARKER.finditer(text))
     if not matches:
         return None
@@ -163,7 +169,7 @@ class Task:
         raise NotImplementedError(f"task {self.name!r} has no generator")
 
     def make_problem(self, question: str, answer: str, meta: Mapping[str, Any] | None = None) -> Problem:
-        return Problem(problem_id(self.name, question), self.name, question, answer, MappingProxyType(dict(meta or {})))
+        return Problem(problem_id(self.name, question), self.name, question, answer, dict(meta or {}))
 
     def load(self, path: str | Path) -> list[Problem]:
         """Problems from a JSONL file of objects with string fields ``question`` and ``answer``.
