@@ -177,6 +177,8 @@ MATH_OUTPUTS = [
     ("The answer is 12.\n\nQ: What is 2 + 2?\nA: Let's think step by step.\nThe answer is 4.", "12"),
     ("Answer: 17 marbles", "17"),
     ("The answer is 4 * 4 = 16.", "16"),
+    ("The answer is 4*4 = 16 = 16 classes.", "16"),
+    ("The answer is 5 (since 3 = 3).", "5"),
     ("The answer is 5.\nWait, that is wrong. The answer is 6.", "6"),
     ("The answer is:\n42", "42"),
     # no announced answer, or an announcement without a number: None, never a guess

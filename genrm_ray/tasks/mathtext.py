@@ -24,6 +24,9 @@ EQUATION = re.compile(
 )
 
 
+_LEADING_EXPRESSION = re.compile(r"^[-\d\s.,+*/x×÷()]+=\s*(.*)$", re.DOTALL)
+
+
 def to_fraction(text: str) -> Fraction:
     return Fraction(Decimal(text.replace(",", "")))
 
@@ -39,12 +42,12 @@ def format_number(value: Fraction) -> str:
 def parse_number(value: str) -> str | None:
     """Canonical form of the number an answer announces ("$1,234.50 dollars" -> "1234.5").
 
-    When the answer is itself an equation ("12 * 2 = 24") the number after the last "=" counts.
+    When the answer starts with a calculation ("12 * 2 = 24") the number after its "=" counts.
     The first number of the answer text is taken (units and words after it are ignored).
     """
     value = value.replace("−", "-").replace("$", "").replace("\\", "")
-    if "=" in value:
-        value = value.rsplit("=", 1)[1]
+    while m := _LEADING_EXPRESSION.match(value):  # "4 * 4 = 16" -> "16"
+        value = m.group(1)
     m = NUMBER.search(value)
     if not m:
         return None
