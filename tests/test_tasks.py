@@ -244,19 +244,21 @@ def test_numeric_and_normalized_string_equality():
     assert not letters.is_correct("The answer is nos.", q)
 
 
+IVY = "Ivy has $127. Ivy buys 5 books that cost $7 each. How much money does Ivy have left?"
+LETTERS, WORDS, ARITH, GSM8K = (get_task(n) for n in ["last_letter", "word_sort", "arithmetic", "gsm8k"])
 FIXED_PROBLEMS = [
-    (get_task("last_letter"), get_task("last_letter").make_problem(get_task("last_letter").question(["pako", "rin", "tas"]), "ons")),
-    (get_task("word_sort"), get_task("word_sort").make_problem(get_task("word_sort").question(["lumira", "ka"]), "ka lumira")),
-    (get_task("arithmetic"), get_task("arithmetic").make_problem(
-        "Ivy has $127. Ivy buys 5 books that cost $7 each. How much money does Ivy have left?", "92")),
-    (get_task("gsm8k"), get_task("gsm8k").make_problem("How many?", "12", {"solution": "5 + 7 = 12"})),
-]  # fmt: skip
+    (LETTERS, LETTERS.make_problem(LETTERS.question(["pako", "rin", "tas"]), "ons")),
+    (WORDS, WORDS.make_problem(WORDS.question(["lumira", "ka"]), "ka lumira")),
+    (ARITH, ARITH.make_problem(IVY, "92")),
+    (GSM8K, GSM8K.make_problem("How many?", "12", {"solution": "5 + 7 = 12"})),
+]
 # Free-form model output: pieces of the answer and step formats mixed with arbitrary text.
 FRAGMENTS = st.sampled_from([
     "The answer is ", "the final answer is: ", "#### ", "\\boxed{", "}", "\nA: ", "Answer:", "\n", ". ", " ",
     "=", " * ", " + ", "-", "/", "$", ",", "(", ")", '"', "12", "1,234", "0.5", "7", "ons", "ka lumira", "Ons",
     'The last letter of "pako" is "o".', "Concatenating gives ", 'Word 1 in alphabetical order is "ka".',
-    "5 * 7 = 35", "127 - 35 = 92", "The answer is ons.", "The answer is ka lumira.", "The answer is 92.", "#### 12", "Step 1:", "Verification: Is the answer correct (Yes/No)? Yes",
+    "5 * 7 = 35", "127 - 35 = 92", "The answer is ons.", "The answer is ka lumira.", "The answer is 92.",
+    "#### 12", "Step 1:", "Verification: Is the answer correct (Yes/No)? Yes",
 ])  # fmt: skip
 GARBAGE = st.lists(FRAGMENTS | st.text(max_size=12), max_size=30).map("".join)
 
@@ -354,9 +356,7 @@ def test_last_letter_rationale_names_the_first_wrong_step():
 
 def test_arithmetic_rationale_follows_a_carried_slip():
     task = get_task("arithmetic")
-    p = task.make_problem(
-        "Ivy has $127. Ivy buys 5 books that cost $7 each. How much money does Ivy have left?", "92"
-    )
+    p = task.make_problem(IVY, "92")
     slip = "The books cost 5 * 7 = 36 dollars.\nIvy has 127 - 36 = 91 dollars left.\nThe answer is 91."
     assert task.verification_rationale(p, slip) == "\n".join([
         "Step 1: 5 * 7 = 36 is wrong; 5 * 7 = 35.",
@@ -415,7 +415,8 @@ def write_lines(path, lines):
 def test_load_round_trips_generated_problems_without_meta(name, tmp_path):
     task = get_task(name)
     problems = task.generate("test", 30, seed=0)
-    path = write_lines(tmp_path / "p.jsonl", [json.dumps({"question": p.question, "answer": p.answer}) for p in problems])
+    rows = [json.dumps({"question": p.question, "answer": p.answer}) for p in problems]
+    path = write_lines(tmp_path / "p.jsonl", rows)
     loaded = task.load(path)
     assert [(p.id, p.question, p.answer) for p in loaded] == [(p.id, p.question, p.answer) for p in problems]
     rng = random.Random(0)
@@ -448,7 +449,8 @@ def test_bad_files_name_file_line_and_field(tmp_path, lines, message):
 
 
 def test_loaded_letter_answers_are_validated(tmp_path):
-    path = write_lines(tmp_path / "p.jsonl", ['{"question": "q", "answer": "o n"}', '{"question": "q", "answer": "o1"}'])
+    rows = ['{"question": "q", "answer": "o n"}', '{"question": "q", "answer": "o1"}']
+    path = write_lines(tmp_path / "p.jsonl", rows)
     with pytest.raises(ValueError, match=r"p\.jsonl:2: field 'answer'"):
         get_task("last_letter").load(path)
 

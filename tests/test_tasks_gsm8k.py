@@ -99,7 +99,8 @@ def test_candidates_are_graded_by_is_correct(task, problems):
     for p in problems:
         for c in task.candidate_solutions(p, 8, rng):
             assert c.correct == task.is_correct(c.solution, p)
-            assert task.verification_rationale(p, c.solution).split("\n")[-1] == DIRECT_QUESTION + (YES if c.correct else NO)
+            verdict = task.verification_rationale(p, c.solution).split("\n")[-1]
+            assert verdict == DIRECT_QUESTION + (YES if c.correct else NO)
             kinds.setdefault(c.kind, []).append(c.correct)
     assert sum(map(len, kinds.values())) >= 1400
     assert set(kinds) == {"reference", "carried_slip", "skipped_step", "wrong_final", "truncated"}

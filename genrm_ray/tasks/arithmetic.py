@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from genrm_ray.tasks.base import Problem, Task, truncate
-from genrm_ray.tasks.mathtext import equation_check_lines, find_equations, format_number, parse_number, to_fraction
+from genrm_ray.tasks.base import Problem, truncate
+from genrm_ray.tasks.mathtext import MathTask, equation_check_lines, find_equations, format_number
 
 NAMES = ("Mary", "James", "Aisha", "Carlos", "Mei", "Omar", "Lena", "Tom", "Priya", "Jack",
          "Sofia", "Noah", "Yuki", "Ben", "Fatima", "Leo", "Nina", "Sam", "Ivy", "Raj")  # fmt: skip
@@ -209,7 +209,7 @@ def _integral(steps: list[Step]) -> bool:
     return all(s.result.denominator == 1 for s in steps)
 
 
-class ArithmeticTask(Task):
+class ArithmeticTask(MathTask):
     name = "arithmetic"
     domain = "math problems"
 
@@ -243,15 +243,6 @@ class ArithmeticTask(Task):
         steps = self._steps(problem)
         return _text(steps, format_number(steps[-1].result))
 
-    def normalize_answer(self, value: str) -> str | None:
-        return parse_number(value)
-
-    def answers_equal(self, a: str, b: str) -> bool:
-        return to_fraction(a) == to_fraction(b)
-
-    def show_answer(self, answer: str) -> str:
-        return answer
-
     # ---- verification ---------------------------------------------------------------------------
 
     def verification_rationale(self, problem: Problem, solution: str) -> str:
@@ -273,8 +264,8 @@ class ArithmeticTask(Task):
             want = expected[i - 1] if i <= len(expected) else None
             if eq is None:
                 assert want is not None
-                truth = f"{format_number(want.left)} {want.op} {format_number(want.right)} = {format_number(want.result)}"
-                lines.append(f"Step {i}: missing; expected {truth}.")
+                left, right, result = (format_number(x) for x in (want.left, want.right, want.result))
+                lines.append(f"Step {i}: missing; expected {left} {want.op} {right} = {result}.")
             else:
                 claim = f"{eq.lhs} = {format_number(eq.claimed)}"
                 if not eq.holds:

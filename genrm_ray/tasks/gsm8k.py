@@ -13,10 +13,11 @@ import re
 from fractions import Fraction
 from typing import Any
 
-from genrm_ray.tasks.base import Problem, Task, truncate
+from genrm_ray.tasks.base import Problem, truncate
 from genrm_ray.tasks.mathtext import (
     EQUATION,
     UNSIGNED_NUMBER,
+    MathTask,
     equation_check_lines,
     evaluate,
     find_equations,
@@ -30,7 +31,7 @@ _FINAL = re.compile(r"^####\s*(.+?)\s*$")
 _SLIPS = (-10, -2, -1, 1, 2, 10)
 
 
-class GSM8KTask(Task):
+class GSM8KTask(MathTask):
     name = "gsm8k"
     domain = "math problems"
 
@@ -55,17 +56,10 @@ class GSM8KTask(Task):
         """GSM8K's worked solution without annotations, ending ``The answer is N.``"""
         body = problem.meta.get("solution")
         if body is None:
-            raise ValueError(f"gsm8k problem {problem.id} has no worked solution in meta['solution'] (load it from JSONL)")
+            raise ValueError(
+                f"gsm8k problem {problem.id} has no worked solution in meta['solution'] (load it from JSONL)"
+            )
         return f"{body}\nThe answer is {problem.answer}." if body else f"The answer is {problem.answer}."
-
-    def normalize_answer(self, value: str) -> str | None:
-        return parse_number(value)
-
-    def answers_equal(self, a: str, b: str) -> bool:
-        return to_fraction(a) == to_fraction(b)
-
-    def show_answer(self, answer: str) -> str:
-        return answer
 
     def verification_rationale(self, problem: Problem, solution: str) -> str:
         """GSM8K has no step-level ground truth: each equation's arithmetic is checked, then the
@@ -123,8 +117,10 @@ def _carry_slip(body: str, k: int, delta: int) -> tuple[str, dict[Fraction, Frac
         else:
             if evaluate(lhs) != rhs:  # leave equations the reference got wrong as they are
                 continue
-            lhs = UNSIGNED_NUMBER.sub(lambda n: format_number(changed.get(to_fraction(n.group()), to_fraction(n.group()))), lhs)
-            new = evaluate(lhs)
+            carried = UNSIGNED_NUMBER.sub(lambda n: _replace(n.group(), changed), lhs)
+            if carried == lhs:  # uses no changed value: keep the text as it is
+                continue
+            lhs, new = carried, evaluate(carried)
             if new is None:
                 return None
         if (new * 100).denominator != 1:
@@ -135,3 +131,8 @@ def _carry_slip(body: str, k: int, delta: int) -> tuple[str, dict[Fraction, Frac
         last = m.end("rhs")
     out.append(body[last:])
     return "".join(out), changed
+
+
+def _replace(number: str, changed: dict[Fraction, Fraction]) -> str:
+    value = to_fraction(number)
+    return format_number(changed[value]) if value in changed else number

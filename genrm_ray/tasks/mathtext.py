@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
+from genrm_ray.tasks.base import Task
+
 # 1,234,567.5 | 1234.5 | 12 | .5 ; thousands separators only in groups of three.
 _NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+"
 NUMBER = re.compile(rf"(?<![\d.,])-?(?:{_NUM})(?![\d])")
@@ -165,3 +167,16 @@ def equation_check_lines(equations: list[Equation]) -> tuple[list[str], int | No
             lines.append(f"Step {i}: {claim} is wrong; {eq.lhs} = {format_number(eq.value)}.")
         first_wrong = first_wrong or i
     return lines, first_wrong
+
+
+class MathTask(Task):
+    """Numeric answers: canonical numbers, compared exactly (12 == 12.0 == "12.00")."""
+
+    def normalize_answer(self, value: str) -> str | None:
+        return parse_number(value)
+
+    def answers_equal(self, a: str, b: str) -> bool:
+        return to_fraction(a) == to_fraction(b)
+
+    def show_answer(self, answer: str) -> str:
+        return answer
