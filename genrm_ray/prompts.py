@@ -15,7 +15,10 @@ rationale that ends with the direct question and the verdict). D_correct uses th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # keeps `import genrm_ray.tasks` (which uses these strings) free of transformers
+    from transformers import PreTrainedTokenizerBase
 
 YES = " Yes"
 NO = " No"
@@ -108,7 +111,7 @@ TOKENIZER_PHRASES: list[str] = [
 ]
 
 
-def yes_no_token_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, int]:
+def yes_no_token_ids(tokenizer: "PreTrainedTokenizerBase") -> tuple[int, int]:
     """Token ids of `` Yes`` and `` No``; raises TokenizerError unless each is a single token."""
     ids = {}
     for word in (YES, NO):
@@ -133,7 +136,7 @@ class TokenizedExample:
 
 
 def tokenize_pair(
-    tokenizer: PreTrainedTokenizerBase,
+    tokenizer: "PreTrainedTokenizerBase",
     prompt: str,
     target: str,
     max_length: int | None = None,
