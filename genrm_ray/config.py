@@ -42,7 +42,8 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.lr=1e-3)")
         *parents, leaf = key.strip().split(".")
-        nested: dict[str, Any] = {leaf: yaml.safe_load(text)}
+        # `key=` means the empty string (YAML would read it as null)
+        nested: dict[str, Any] = {leaf: yaml.safe_load(text) if text.strip() else ""}
         for part in reversed(parents):
             nested = {part: nested}
         _update(cfg, nested, prefix="", source=f"override {item!r}")
@@ -78,7 +79,9 @@ def _update(obj: Any, raw: dict[str, Any], prefix: str, source: str) -> None:
 
 
 def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    if typing.get_args(tp):  # list[str], str | None, ...
+        return str(tp).replace("typing.", "")
+    return getattr(tp, "__name__", None) or str(tp)
 
 
 def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:

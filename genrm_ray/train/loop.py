@@ -228,21 +228,22 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
                 mb[name] = {k: v.to(device) for k, v in batch.items()}
                 counts += torch.tensor([real, pad])
             micro_batches.append(mb)
+        lr = engine.get_lr()[0]  # the rate this step uses (the schedule advances inside train_step)
         t0 = time.perf_counter()
         terms = train_step(engine, micro_batches, cfg.objective.name, cfg.objective.lambda_correct)
         step_time = time.perf_counter() - t0
         torch.distributed.all_reduce(counts)  # global token counts
         tokens, pad = int(counts[0]), int(counts[1])
-        metrics = {"step": step + 1, **terms, "lr": engine.get_lr()[0], "tokens": tokens, "pad_tokens": pad,
+        metrics = {"step": step + 1, **terms, "lr": lr, "tokens": tokens, "pad_tokens": pad,
                    "padding_share": pad / (tokens + pad), "step_time_s": step_time, "tokens_per_s": tokens / step_time}
+        if logger:
+            logger.log(metrics)  # before report: a step that finished is logged even if a peer dies next
         if (step + 1) % hp.checkpoint_every == 0 or step + 1 == hp.max_steps:
             with tempfile.TemporaryDirectory(prefix="genrm-ckpt-") as tmp:
                 engine.save_checkpoint(tmp, tag=CHECKPOINT_TAG, client_state={"step": step + 1})
                 ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
         else:
             ray.train.report(metrics)
-        if logger:
-            logger.log(metrics)
 
     export = run_dir / "hf_model"
     engine.save_16bit_model(str(export))  # every rank joins; ZeRO-3 gathers, rank 0 writes
