@@ -88,6 +88,15 @@ def test_n_samples_per_prompt_seeded_and_reproducible(backend_name, request):
 
 
 @pytest.mark.parametrize("backend_name", ["vllm_backend", "hf_backend"])
+def test_sampling_uses_the_whole_distribution(backend_name, request):
+    # The random tiny model is near-uniform over ~270 tokens; a hidden top-k filter (transformers
+    # defaults to top_k=50) would cap the distinct first tokens at k.
+    backend = request.getfixturevalue(backend_name)
+    out = backend.generate(["Q:"], n=300, temperature=1.0, max_tokens=1, seed=0)
+    assert len({c.token_ids[0] for c in out[0]}) > 100
+
+
+@pytest.mark.parametrize("backend_name", ["vllm_backend", "hf_backend"])
 def test_stop_strings_end_generation_and_are_not_returned(backend_name, request):
     backend = request.getfixturevalue(backend_name)
     tok = backend.tokenizer

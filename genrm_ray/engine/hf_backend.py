@@ -50,7 +50,8 @@ class HFBackend:
     ) -> list[list[Completion]]:
         stops = check_generate_args(prompts, n, temperature, top_p, max_tokens, stop)
         greedy = temperature == 0
-        sampling = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_p=top_p)
+        # top_k=0: transformers samples from the top 50 by default; vLLM (and we) do not filter.
+        sampling = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
         results: list[list[Completion]] = []
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             if seed is not None:
@@ -62,7 +63,6 @@ class HFBackend:
                 out = self.model.generate(
                     **batch,
                     **sampling,
-                    top_k=0,  # transformers defaults to top_k=50; vLLM does not filter
                     num_return_sequences=n,
                     max_new_tokens=max_tokens,
                     stopping_criteria=criteria,
