@@ -3,7 +3,10 @@
 Both tokenize prompts the way the transformers backend does (with <s>), return stop-string-free
 text (vLLM's `include_stop_str_in_output=False`), and read next-token log-probs with
 `SamplingParams.logprob_token_ids`: vLLM gathers exactly the requested ids from the raw
-(pre-temperature) log-softmax, so no top-k limit or `max_logprobs=-1` is needed.
+(pre-temperature) log-softmax, so no top-k limit or `max_logprobs=-1` is needed (vLLM allows up
+to `max_logprobs` ids per call, 20 by default; pass a larger `max_logprobs` option for more).
+Sampling seeds: `seed + i` for the i-th prompt, so equal prompts in one call get different samples
+and a call is reproducible whatever else the engine is running.
 """
 
 from __future__ import annotations
@@ -140,7 +143,7 @@ class VLLMBackend:
 class AsyncVLLMBackend:
     """The same two operations as coroutines over `AsyncLLMEngine`, for Ray Serve replicas.
 
-    Must be created inside a running event loop's thread (vLLM starts its output handler there).
+    Use it from one event loop: vLLM binds its output-handler task to the loop of the first request.
     """
 
     def __init__(self, model_dir: str | Path, **options: Any):
