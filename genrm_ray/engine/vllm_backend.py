@@ -6,7 +6,7 @@ text (vLLM's `include_stop_str_in_output=False`), and read next-token log-probs 
 (pre-temperature) log-softmax, so no top-k limit or `max_logprobs=-1` is needed (vLLM allows up
 to `max_logprobs` ids per call, 20 by default; pass a larger `max_logprobs` option for more).
 Sampling seeds: `seed + i` for the i-th prompt, so equal prompts in one call get different samples
-and a call is reproducible whatever else the engine is running.
+and each request draws from its own seeded generator (reproducible samples).
 """
 
 from __future__ import annotations
