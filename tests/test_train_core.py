@@ -12,6 +12,8 @@ import json
 import math
 import random
 import struct
+import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -295,3 +297,24 @@ def test_resume_after_killed_worker_continues_from_checkpoint(assets, ray_cluste
     assert retry_step4["loss"] == pytest.approx(first_try_step4["loss"], rel=1e-4)
     assert retry_step4["lr"] == pytest.approx(first_try_step4["lr"])
     assert result.metrics["step"] == 6 and len(result.loss_curves["loss"]) == 6
+
+
+def test_gpu_benchmark_script_runs_on_cpu_without_ray_or_vllm(tmp_path):
+    # The GPU benchmark must run where only torch + transformers + deepspeed exist: run it in a
+    # fresh interpreter and check that neither ray nor vllm got imported along the way.
+    out = tmp_path / "bench.json"
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_train_step.py"
+    args = ["--device", "cpu", "--size", "tiny", "--seq-len", "64", "--batch", "4", "--warmup", "1", "--steps", "1", "--out", str(out)]
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = [{str(script)!r}] + {args!r}\n"
+        f"runpy.run_path({str(script)!r}, run_name='__main__')\n"
+        "assert 'ray' not in sys.modules and 'vllm' not in sys.modules, 'benchmark imported ray or vllm'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [r["zero_stage"] for r in report["results"]] == [2, 3]
+    for r in report["results"]:
+        assert r["tokens_per_step"] == 4 * 64 and r["tokens_per_s"] > 0 and r["model_tflops"] > 0
+        assert r["parameters"] > 10_000 and all(math.isfinite(x) for x in r["loss"])
