@@ -100,15 +100,11 @@ def split_verdict(rationale: str) -> tuple[str, bool | None]:
 # Strings that the project's locally trained tokenizers keep as ONE token each: the verdicts (which
 # must be single tokens for p(Yes)) and the fixed boilerplate, which would otherwise cost hundreds of
 # byte-level tokens per example and dominate training time on CPU.
-TOKENIZER_PHRASES: list[str] = [
-    YES,
-    NO,
-    DIRECT_QUESTION,
-    COT_TRIGGER.strip(),
-    THINK,
-    ANSWER_PREFIX,
-    *(instruction(name) for name in PROBLEM_NOUNS),
-]
+TOKENIZER_PHRASES: list[str] = list(
+    dict.fromkeys(  # de-duplicated, order kept: tasks may share an instruction
+        [YES, NO, DIRECT_QUESTION, COT_TRIGGER.strip(), THINK, ANSWER_PREFIX, *map(instruction, PROBLEM_NOUNS)]
+    )
+)
 
 
 def yes_no_token_ids(tokenizer: "PreTrainedTokenizerBase") -> tuple[int, int]:
