@@ -1,0 +1,97 @@
+"""Prompt formats, verdict parsing, and tokenization with a target-only loss mask."""
+
+import pytest
+
+from genrm_ray import prompts
+from genrm_ray.models import train_tokenizer
+
+PAPER_INSTRUCTION = (
+    'Solve the math problems and provide step-by-step solutions, ending with "The answer is [Insert '
+    'Final Answer Here]". When asked "Verification: Is the answer correct (Yes/No)?", respond with '
+    '" Yes" or " No" based on the answer\'s correctness. When asked "Verification: Let\'s verify step '
+    'by step.", verify every step of the solution and conclude with "Verification: Is the answer '
+    'correct (Yes/No)?" followed by " Yes" or " No".'
+)
+Q = "Mary has 4 classes a week for 4 weeks. How many classes in total?"
+SOL = "4 * 4 = 16\nThe answer is 16."
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    texts = [prompts.verify_direct_prompt("arithmetic", Q, SOL), SOL] * 4
+    return train_tokenizer(texts, vocab_size=None, phrases=prompts.TOKENIZER_PHRASES)
+
+
+def test_math_instruction_is_the_papers_word_for_word():
+    assert prompts.instruction("arithmetic") == PAPER_INSTRUCTION
+    assert prompts.instruction("gsm8k") == PAPER_INSTRUCTION
+    assert "last-letter concatenation problems" in prompts.instruction("last_letter")
+
+
+def test_unknown_task_names_the_known_ones():
+    with pytest.raises(ValueError, match="known tasks.*last_letter"):
+        prompts.instruction("chess")
+
+
+def test_formats_follow_the_paper_layout():
+    solve = prompts.solve_prompt("arithmetic", Q)
+    assert solve == PAPER_INSTRUCTION + f"\n\nQ: {Q}\nA: Let's think step by step.\n"
+    direct = prompts.verify_direct_prompt("arithmetic", Q, SOL)
+    assert direct == solve + SOL + "\nVerification: Is the answer correct (Yes/No)?"
+    cot = prompts.verify_cot_prompt("arithmetic", Q, SOL + "\n\n")
+    assert cot == solve + SOL + "\nVerification: Let's verify step by step.\n"
+
+
+@pytest.mark.parametrize(
+    "text, verdict",
+    [
+        ("Step 1 is right.\nVerification: Is the answer correct (Yes/No)? Yes", True),
+        ("Step 1 is wrong.\nVerification: Is the answer correct (Yes/No)? No\n", False),
+        ("Verification: Is the answer correct (Yes/No)? No ... Verification: Is the answer correct (Yes/No)? Yes", True),
+        ("Step 1 is right.\nVerification: Is the answer correct (Yes/No)? Maybe", None),
+        ("Step 1 is right and then the budget ran o", None),
+        ("", None),
+    ],
+)
+def test_split_verdict(text, verdict):
+    head, got = prompts.split_verdict(text)
+    assert got is verdict
+    if verdict is not None:
+        assert head + prompts.DIRECT_QUESTION + prompts.verdict_text(verdict) == text.rstrip()
+
+
+def test_yes_no_single_tokens(tokenizer):
+    yes, no = prompts.yes_no_token_ids(tokenizer)
+    assert yes != no
+    assert tokenizer.decode([yes]) == " Yes" and tokenizer.decode([no]) == " No"
+
+
+def test_tokenizer_without_single_token_verdicts_is_rejected_clearly():
+    plain = train_tokenizer(["Yes No"] * 3, vocab_size=None, phrases=[])
+    with pytest.raises(prompts.TokenizerError, match="' Yes' into .* tokens"):
+        prompts.yes_no_token_ids(plain)
+
+
+@pytest.mark.parametrize("target", [" Yes", " No", "Step 1 is right.\nVerification: Is the answer correct (Yes/No)? Yes"])
+def test_loss_mask_covers_target_and_eos_only(tokenizer, target):
+    prompt = prompts.verify_direct_prompt("arithmetic", Q, SOL)
+    ex = prompts.tokenize_pair(tokenizer, prompt, target)
+    assert len(ex.input_ids) == len(ex.loss_mask)
+    n_prompt = ex.loss_mask.index(1)
+    assert set(ex.loss_mask[:n_prompt]) == {0} and set(ex.loss_mask[n_prompt:]) == {1}
+    # The prompt part is exactly what inference encodes for the prompt string.
+    assert ex.input_ids[:n_prompt] == tokenizer.encode(prompt)
+    assert ex.input_ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(ex.input_ids[n_prompt:-1]) == target
+
+
+def test_direct_target_is_one_token(tokenizer):
+    ex = prompts.tokenize_pair(tokenizer, prompts.verify_direct_prompt("arithmetic", Q, SOL), prompts.YES)
+    assert sum(ex.loss_mask) == 2  # " Yes" + eos
+
+
+def test_too_long_example_is_an_error_not_a_truncation(tokenizer):
+    with pytest.raises(ValueError, match="over max_length=5"):
+        prompts.tokenize_pair(tokenizer, prompts.solve_prompt("arithmetic", Q), SOL, max_length=5)
+    with pytest.raises(ValueError, match="empty target"):
+        prompts.tokenize_pair(tokenizer, "x", "")
