@@ -172,6 +172,18 @@ def test_more_workers_than_the_cluster_can_place(assets, ray_cluster):
         check_setup(make_cfg(assets, "bad", "scaling.use_gpu=true"))
 
 
+def test_ray_cluster_fixture_is_loopback_with_session_token(ray_cluster):
+    # The fixture's deliberate auth choice: token auth on, with this session's own token.
+    import requests
+
+    assert ray_cluster.address.startswith("127.0.0.1:") and ray_cluster.dashboard_url.startswith("http://127.0.0.1:")
+    token = Path(ray_cluster.env["RAY_AUTH_TOKEN_PATH"]).read_text().strip()
+    jobs = ray_cluster.dashboard_url + "/api/jobs/"
+    assert requests.get(jobs, timeout=10).status_code == 401
+    assert requests.get(jobs, headers={"Authorization": "Bearer not-the-token"}, timeout=10).status_code == 403
+    assert requests.get(jobs, headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code == 200
+
+
 # ---------------------------------------------------------------------------------------------
 # Training runs
 

@@ -45,7 +45,7 @@ class TrainResult:
     metrics: dict[str, Any]  # last step's metrics
     hf_model: Path  # HF-format export (transformers / vLLM load it)
     checkpoint: str | None  # last Ray Train checkpoint (DeepSpeed state)
-    tokens_per_s: float  # mean over steps after the first, all workers, non-pad tokens
+    tokens_per_s: float  # non-pad tokens of all workers per second of train_step time, steps 2.. (no report/checkpoint time)
     padding_share: float  # pad tokens / all tokens over the run
     loss_curves: dict[str, list[float]] = field(default_factory=dict)  # "loss", "loss_verify", ... per step
     run_dir: Path = Path()
@@ -232,6 +232,7 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
         t0 = time.perf_counter()
         terms = train_step(engine, micro_batches, cfg.objective.name, cfg.objective.lambda_correct)
         step_time = time.perf_counter() - t0
+        counts = counts.to(device)  # nccl reduces device tensors only
         torch.distributed.all_reduce(counts)  # global token counts
         tokens, pad = int(counts[0]), int(counts[1])
         metrics = {"step": step + 1, **terms, "lr": lr, "tokens": tokens, "pad_tokens": pad,
