@@ -158,3 +158,18 @@ def tokenize_pair(
             f"over max_length={max_length}"
         )
     return TokenizedExample(input_ids, [0] * len(prompt_ids) + [1] * len(target_ids))
+
+
+# ---- Reference-guided teacher prompt (jobs/synthesize_rationales.py; added by the evaluation work) ----
+
+REFERENCE_ANSWER = "Reference answer:"
+
+
+def reference_guided_verify_prompt(task_name: str, question: str, solution: str, reference_answer: str) -> str:
+    """Teacher input for synthesizing GenRM-CoT rationales by reference-guided grading.
+
+    The student's ``verify_cot_prompt`` with the reference final answer shown just before the CoT
+    trigger, so the teacher can check the solution against it. The rationales it writes are trained
+    on under the student prompt (``verify_cot_prompt``), which does not show the reference.
+    """
+    return _with_solution(task_name, question, solution) + f"{REFERENCE_ANSWER} {reference_answer.strip()}\n" + COT_TRIGGER
