@@ -34,7 +34,8 @@ from genrm_ray.tasks import Problem, get_task
 class ModelsSection:
     # Each entry: an HF model dir, or a training job's run dir holding one (hf_model/ or genrm/hf_model/).
     # "" = that verifier is not evaluated.
-    policy: str = ""  # samples the pool; also the LLM-as-a-judge baseline
+    policy: str = ""  # samples the pool; also the LLM-as-a-judge baseline. A GenRM run dir = its policy
+    # (summary.json's data.policy)
     genrm_direct: str = ""
     genrm_cot: str = ""
     discriminative: str = ""
@@ -124,6 +125,19 @@ def resolve_model_dir(path: str, key: str) -> Path:
     raise EvalInputError(f"{key}: {path} is neither an HF model dir nor a run dir with hf_model/ (no config.json found)")
 
 
+def resolve_policy_dir(path: str) -> Path:
+    """The policy's HF dir: ``path`` itself, or the policy a GenRM training run used (its summary.json)."""
+    run = Path(path)
+    summary = run / "summary.json"
+    if summary.is_file() or (run / "genrm" / "hf_model").is_dir():
+        policy = json.loads(summary.read_text()).get("data", {}).get("policy") if summary.is_file() else None
+        if not policy:  # never fall back to the run's GenRM export: it is not the policy
+            raise EvalInputError(f"models.policy: {path} is a GenRM run dir whose summary.json names no policy "
+                                 "(data.policy); give the policy's HF dir instead")
+        return resolve_model_dir(policy, f"models.policy (from {summary})")
+    return resolve_model_dir(path, "models.policy")
+
+
 def check_config(cfg: EvalConfig) -> None:
     """Everything checkable without Ray or a model; raises EvalInputError naming the key."""
     if not cfg.models.policy:
@@ -150,7 +164,8 @@ def check_config(cfg: EvalConfig) -> None:
     if cfg.cot.adaptive and not 1 <= cfg.cot.min_k <= cfg.cot.k:
         raise EvalInputError(f"cot.min_k={cfg.cot.min_k} must lie in [1, cot.k={cfg.cot.k}]")
     m = cfg.models
-    named = [("models.policy", m.policy), ("models.genrm_direct", m.genrm_direct), ("models.genrm_cot", m.genrm_cot),
+    resolve_policy_dir(m.policy)
+    named = [("models.genrm_direct", m.genrm_direct), ("models.genrm_cot", m.genrm_cot),
              ("models.discriminative", m.discriminative)]
     named += [(f"models.extra_direct.{k}", v) for k, v in m.extra_direct.items()]
     named += [(f"models.extra_cot.{k}", v) for k, v in m.extra_cot.items()]
@@ -189,7 +204,7 @@ def verifier_specs(cfg: EvalConfig) -> list[VerifierSpec]:
     if m.discriminative:
         out.append(VerifierSpec("Discriminative RM", "discriminative", "direct",
                                 str(resolve_model_dir(m.discriminative, "models.discriminative"))))
-    policy = str(resolve_model_dir(m.policy, "models.policy"))
+    policy = str(resolve_policy_dir(m.policy))
     if cfg.judge:
         out.append(VerifierSpec("LLM-as-a-Judge", "genrm", "direct", policy))
     if cfg.judge_cot:
@@ -315,7 +330,7 @@ def build_pools(cfg: EvalConfig, sets: dict[str, list[Problem]], log=print) -> d
     p = cfg.pool
     log(f"[pool] sampling {p.size} solutions for each of {len(unique)} problems (Ray Data + vLLM)")
     samples = sample_solutions(
-        list(unique.values()), resolve_model_dir(cfg.models.policy, "models.policy"), n=p.size,
+        list(unique.values()), resolve_policy_dir(cfg.models.policy), n=p.size,
         temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_tokens, seed=p.seed,
         concurrency=p.concurrency, batch_size=p.batch_size, num_cpus=p.num_cpus, num_gpus=p.num_gpus,
         engine_options=p.engine_options,

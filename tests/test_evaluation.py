@@ -14,7 +14,7 @@ from genrm_ray.best_of_n import best_of_n_accuracy, pass_at_n
 from genrm_ray.config import load_config
 from genrm_ray.evaluation import (
     EvalConfig, EvalInputError, PoolProblem, VerifierSpec, check_config, markdown_report, pool_metrics,
-    resolve_model_dir, verifier_specs,
+    resolve_model_dir, resolve_policy_dir, verifier_specs,
 )
 from genrm_ray.tasks import get_task
 
@@ -156,6 +156,21 @@ def test_run_dirs_resolve_to_their_hf_export(tiny_model_dir, tmp_path):
     assert resolve_model_dir(str(run), "x") == run / "genrm" / "hf_model"
     assert resolve_model_dir(str(run / "genrm"), "x") == run / "genrm" / "hf_model"
     assert resolve_model_dir(str(tiny_model_dir), "x") == Path(tiny_model_dir)
+    with pytest.raises(EvalInputError, match="names no policy"):
+        resolve_policy_dir(str(run))  # never the run's GenRM export
+    # A GenRM run dir given as the policy means the policy that run was trained from.
+    (run / "summary.json").write_text(json.dumps({"data": {"policy": str(tiny_model_dir)}}))
+    assert resolve_policy_dir(str(run)) == Path(tiny_model_dir)
+    with pytest.raises(EvalInputError, match="neither an HF model dir"):
+        resolve_policy_dir(str(tmp_path))
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("eval_*.yaml")), ids=lambda p: p.name)
+def test_every_eval_config_loads_and_is_consistent(path, tiny_model_dir):
+    cfg = load_config(EvalConfig, path, [f"models.policy={tiny_model_dir}"])
+    cfg.models = type(cfg.models)(policy=str(tiny_model_dir))  # the real runs need not exist here
+    check_config(cfg)
+    assert cfg.pool.size >= 32 and max(cfg.ns) <= cfg.pool.size
 
 
 def test_job_rejects_a_bad_problem_file_before_starting_anything(tiny_model_dir, tmp_path, capsys):

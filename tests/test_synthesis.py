@@ -4,7 +4,6 @@ prompts, the verdict filter counted exactly with a scripted teacher, and the job
 from __future__ import annotations
 
 import json
-import random
 import re
 import sys
 from pathlib import Path
