@@ -5,3 +5,4 @@ import genrm_ray  # noqa: F401  (applies the cache/offline environment before an
 
 from tests.fixtures.models import *  # noqa: F401,F403
 from tests.fixtures.ray_cluster import *  # noqa: F401,F403
+from tests.fixtures.serving import *  # noqa: F401,F403

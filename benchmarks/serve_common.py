@@ -1,0 +1,73 @@
+"""Shared setup of the serving scripts: a local Ray on loopback, a checkpoint, the reward app."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import genrm_ray  # noqa: E402,F401
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_ray(num_cpus: int = 4) -> None:
+    """A fresh local Ray on loopback, token auth with a throwaway token (never ~/.ray/auth_token)."""
+    import ray
+
+    token = Path(tempfile.mkdtemp(prefix="ray-auth-")) / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
+    ray.init(num_cpus=num_cpus, num_gpus=0, include_dashboard=True, dashboard_host="127.0.0.1",
+             dashboard_port=free_port(), _node_ip_address="127.0.0.1", log_to_driver=False)
+
+
+def checkpoint(path: str | None) -> str:
+    """The given checkpoint, or a tiny random-init model made once under the cache (no hub here)."""
+    if path:
+        return path
+    from genrm_ray.env import cache_dir
+    from genrm_ray.models import create_tiny_model
+
+    out = cache_dir() / "bench" / "tiny_genrm"
+    if not (out / "config.json").is_file():
+        create_tiny_model(out, size="tiny", seed=0)
+    return str(out)
+
+
+def deploy(cfg) -> tuple[str, object]:
+    """Run the reward app on a free loopback port; (base URL, handle) once /healthz answers."""
+    import requests
+    from ray import serve
+
+    from genrm_ray.serving.app import make_app
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    handle = serve.run(make_app(cfg), name=cfg.http.app_name, route_prefix=cfg.http.route_prefix)
+    base = f"http://127.0.0.1:{port}{cfg.http.route_prefix.rstrip('/')}"
+    while requests.get(base + "/healthz", timeout=30).status_code != 200:
+        time.sleep(0.5)
+    return base, handle
+
+
+def pairs(n_problems: int, per_problem: int, seed: int = 0) -> list[tuple[str, str]]:
+    import random
+
+    from genrm_ray.tasks import get_task
+
+    task, rng = get_task("last_letter"), random.Random(seed)
+    return [(p.question, c.solution) for p in task.generate("test", n_problems, seed=seed)
+            for c in task.candidate_solutions(p, per_problem, rng)]

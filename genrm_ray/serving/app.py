@@ -1,0 +1,337 @@
+"""The Ray Serve reward application: FastAPI ingress, one vLLM engine per replica, GenRMScorer on top.
+
+    app = make_app(load_serve_config("configs/serve_cpu.yaml", ["checkpoint=DIR"]))
+    serve.run(app, name=cfg.http.app_name, route_prefix=cfg.http.route_prefix)
+
+or, from a Serve config file / the CLI, ``build_app({"config": ..., "checkpoint": ..., "key": value})``
+(``import_path: genrm_ray.serving.app:build_app``). Routes: POST /v1/rewards, POST /get_reward
+(OpenRLHF), GET /healthz, GET /v1/models; the OpenAPI schema is at /openapi.json. In-cluster
+callers use the deployment handle: ``await handle.score.remote({"items": [...], "mode": "cot"})``.
+
+Continuous batching happens in the engine: every request a replica accepts is awaited
+concurrently, and vLLM schedules all their sequences together.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray import serve
+
+from genrm_ray import prompts
+from genrm_ray.serving import auth
+from genrm_ray.serving.config import ServeConfig, auth_token, check_serve_config, load_serve_config
+from genrm_ray.serving.dedup import LRUCache, unique
+from genrm_ray.serving.metrics import replica_metrics
+from genrm_ray.serving.schemas import (ItemDetail, ModelCard, OpenRLHFRequest, OpenRLHFResponse, RewardRequest,
+                                       RewardResponse, Usage)
+
+# Room left for re-tokenization drift: a CoT rationale is scored as text, and its re-encoded token
+# count can differ slightly from the count the engine generated.
+COT_MARGIN_TOKENS = 8
+
+
+class RequestError(ValueError):
+    """A client-side mistake found by the replica (limits that depend on the config): HTTP 422."""
+
+
+api = FastAPI(
+    title="GenRM reward server",
+    description="Generative verifier rewards (p(Yes), GenRM-CoT majority voting) for RL loops. See docs/serving.md.",
+    version="1",
+)
+
+
+@api.exception_handler(RequestError)
+async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": str(exc)})
+
+
+@api.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    # FastAPI's default, minus the echoed input (which can be megabytes and may hold bytes JSON
+    # cannot encode, which would turn the 422 into a 500).
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+    return JSONResponse(status_code=422, content={"detail": errors})
+
+
+@api.middleware("http")
+async def _auth_and_count(request: Request, call_next):
+    start = time.perf_counter()
+    if auth.allowed(request.url.path, request.headers.get("authorization")):
+        response = await call_next(request)
+    else:
+        response = JSONResponse(status_code=401, content={"detail": "missing or wrong bearer token (Authorization: Bearer <token>)"},
+                                headers={"WWW-Authenticate": "Bearer"})
+    m, route = replica_metrics(), request.url.path
+    m.requests.inc(tags={"route": route, "status": f"{response.status_code // 100}xx"})
+    m.latency.observe(time.perf_counter() - start, tags={"route": route})
+    return response
+
+
+def recover_question(task: str, prompt: str) -> str:
+    """The question inside ``prompt``: either the bare question, or the full ``prompts.solve_prompt``
+    of ``task`` (instruction, ``Q: ...``, ``A: Let's think step by step.``, trailing newline optional)."""
+    head = prompts.instruction(task) + "\n\nQ: "
+    if prompt.startswith(head):
+        body = prompt[len(head):].rstrip("\n")
+        if not body.endswith("\n" + prompts.THINK):
+            raise RequestError(f"prompt starts like the solve prompt of task {task!r} but does not end with {prompts.THINK!r}")
+        question = body[: -len(prompts.THINK) - 1].strip()
+        if not question:
+            raise RequestError("prompt is a solve prompt with an empty question")
+        return question
+    for other in prompts.PROBLEM_NOUNS:
+        if other != task and prompt.startswith(prompts.instruction(other)):
+            raise RequestError(f"prompt is a solve prompt of task {other!r} but the item's task is {task!r}; set 'task'")
+    if not prompt.strip():
+        raise RequestError("prompt is blank")
+    return prompt.strip()
+
+
+def engine_options(cfg: ServeConfig) -> dict[str, Any]:
+    """AsyncVLLMBackend options from the config (trust_remote_code only when configured)."""
+    e = cfg.engine
+    options = dict(dtype=e.dtype, max_model_len=e.max_model_len, seed=e.seed, enforce_eager=e.enforce_eager, **e.extra)
+    if e.trust_remote_code:
+        options["trust_remote_code"] = True
+    if e.tensor_parallel_size > 1:
+        # Workers go into this replica's placement group (bundles below), one GPU each.
+        options.update(tensor_parallel_size=e.tensor_parallel_size, distributed_executor_backend="ray")
+    return options
+
+
+def deployment_options(cfg: ServeConfig) -> dict[str, Any]:
+    """``serve.deployment(...)`` options: autoscaling, request limits, replica resources."""
+    d, tp = cfg.deployment, cfg.engine.tensor_parallel_size
+    options: dict[str, Any] = dict(
+        name=d.name,
+        max_ongoing_requests=d.max_ongoing_requests,
+        max_queued_requests=d.max_queued_requests,
+        autoscaling_config=dict(min_replicas=d.min_replicas, max_replicas=d.max_replicas,
+                                initial_replicas=d.initial_replicas, target_ongoing_requests=d.target_ongoing_requests,
+                                upscale_delay_s=d.upscale_delay_s, downscale_delay_s=d.downscale_delay_s,
+                                look_back_period_s=d.look_back_period_s),
+        health_check_period_s=d.health_check_period_s,
+        graceful_shutdown_wait_loop_s=d.graceful_shutdown_wait_loop_s,
+        graceful_shutdown_timeout_s=d.graceful_shutdown_timeout_s,
+    )
+    if d.accelerator == "cpu":
+        options["ray_actor_options"] = {"num_cpus": d.num_cpus}
+    elif tp == 1:
+        options["ray_actor_options"] = {"num_cpus": d.num_cpus, "num_gpus": 1}
+    else:
+        # The replica actor takes the CPU bundle; vLLM's tensor-parallel workers take one GPU bundle
+        # each, packed onto one node.
+        options["ray_actor_options"] = {"num_cpus": d.num_cpus, "num_gpus": 0}
+        options["placement_group_bundles"] = [{"CPU": d.num_cpus}] + [{"GPU": 1}] * tp
+        options["placement_group_strategy"] = "STRICT_PACK"
+    return options
+
+
+# Serve pickles the class when it is decorated (here, at import), so everything its methods use is
+# defined above this line.
+@serve.deployment
+@serve.ingress(api)
+class GenRMRewardServer:
+    """One replica: an AsyncVLLMBackend over the checkpoint, a GenRMScorer, an LRU cache, metrics."""
+
+    def __init__(self, cfg: ServeConfig, token: str | None = None):
+        from genrm_ray.engine import AsyncVLLMBackend
+        from genrm_ray.scoring import GenRMScorer
+        from genrm_ray.tasks import TASKS
+
+        self.cfg = cfg
+        auth.set_token(token)
+        self.tasks = sorted(TASKS)
+        self.backend = AsyncVLLMBackend(cfg.checkpoint, **engine_options(cfg))
+        self.tokenizer = self.backend.tokenizer
+        self.scorer = GenRMScorer(self.backend, normalize=cfg.scoring.normalize)
+        self.cache = LRUCache(cfg.scoring.cache_size)
+        self.question_tokens = len(self.tokenizer.encode(prompts.DIRECT_QUESTION, add_special_tokens=False))
+        self.metrics = replica_metrics()
+
+    # --- HTTP routes -------------------------------------------------------------------------
+    @api.post("/v1/rewards", response_model=RewardResponse)
+    async def rewards(self, body: RewardRequest) -> dict:
+        return await self._score(body)
+
+    @api.post("/get_reward", response_model=OpenRLHFResponse)
+    async def get_reward(self, body: OpenRLHFRequest) -> dict:
+        """OpenRLHF's remote reward model protocol (``--remote_rm_url http://host:port/get_reward``)."""
+        if len(body.query) != len(body.prompts):
+            raise RequestError(f"query has {len(body.query)} entries but prompts has {len(body.prompts)}")
+        if body.labels is not None and len(body.labels) != len(body.query):
+            raise RequestError(f"labels has {len(body.labels)} entries but query has {len(body.query)}")
+        items = [{"prompt": p, "response": self._response_of(i, q, p)} for i, (q, p) in enumerate(zip(body.query, body.prompts))]
+        s = self.cfg.scoring
+        out = await self._score(RewardRequest(items=items, mode=s.get_reward_mode, k=s.default_k))
+        d = out["details"]
+        return {"rewards": out["rewards"], "scores": out["rewards"],
+                "extra_logs": {"k_used": [float(x["k_used"]) for x in d],
+                               "rationale_tokens": [float(x["rationale_tokens"]) for x in d],
+                               "unfinished": [float(x["unfinished"]) for x in d]}}
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict:
+        await self.check_health()
+        return {"status": "ok", "model": self.cfg.model_name}
+
+    @api.get("/v1/models", response_model=dict[str, list[ModelCard]])
+    async def models(self) -> dict:
+        s = self.cfg.scoring
+        card = ModelCard(id=self.cfg.model_name, checkpoint=self.cfg.checkpoint, task=s.task, tasks=self.tasks,
+                         modes=["direct", "cot", "cot-adaptive"], max_k=s.max_k, max_items=s.max_items,
+                         max_model_len=self.cfg.engine.max_model_len, normalize=s.normalize)
+        return {"data": [card.model_dump()]}
+
+    # --- handle API --------------------------------------------------------------------------
+    async def score(self, request: dict | RewardRequest) -> dict:
+        """The /v1/rewards scoring for in-cluster callers (``handle.score.remote({...})``); same body
+        and result; bad input raises RequestError (or pydantic's ValidationError)."""
+        body = request if isinstance(request, RewardRequest) else RewardRequest.model_validate(request)
+        return await self._score(body)
+
+    async def check_health(self) -> None:
+        """Serve's periodic health check: a dead engine marks the replica unhealthy, Serve replaces it."""
+        await self.backend.engine.check_health()
+
+    def __del__(self):
+        # Graceful shutdown: Serve has drained in-flight requests (graceful_shutdown_timeout_s);
+        # stop vLLM's engine-core process instead of leaving it to interpreter exit.
+        backend = getattr(self, "backend", None)
+        if backend is not None:
+            backend.close()
+
+    # --- internals ---------------------------------------------------------------------------
+    def _response_of(self, i: int, query: str, prompt: str) -> str:
+        if not query.startswith(prompt):
+            raise RequestError(f"query[{i}] does not start with prompts[{i}] (each query must be prompt + response)")
+        response = query[len(prompt):]
+        # OpenRLHF decodes sequences with their special tokens; strip trailing eos/pad.
+        for special in {self.tokenizer.eos_token, self.tokenizer.pad_token} - {None, ""}:
+            while response.rstrip().endswith(special):
+                response = response.rstrip()[: -len(special)]
+        if not response.strip():
+            raise RequestError(f"query[{i}] has no response after its prompt")
+        return response
+
+    def _check_limits(self, body: RewardRequest) -> int:
+        s = self.cfg.scoring
+        if len(body.items) > s.max_items:
+            raise RequestError(f"items: {len(body.items)} items, over the server's limit of max_items={s.max_items}")
+        k = s.default_k if body.k is None else body.k
+        if body.mode == "cot" and k > s.max_k:
+            raise RequestError(f"k: {k} is over the server's limit of max_k={s.max_k}")
+        return k
+
+    def _verify_items(self, body: RewardRequest):
+        from genrm_ray.scoring import VerifyItem
+
+        out = []
+        for i, item in enumerate(body.items):
+            task = item.task or body.task or self.cfg.scoring.task
+            if task not in self.tasks:
+                raise RequestError(f"items[{i}].task: unknown task {task!r}; known: {self.tasks}")
+            try:
+                question = recover_question(task, item.prompt)
+            except RequestError as e:
+                raise RequestError(f"items[{i}].prompt: {e}") from None
+            if not item.response.strip():
+                raise RequestError(f"items[{i}].response is blank")
+            out.append(VerifyItem(task, question, item.response))
+        return out
+
+    def _prompt_lengths(self, items, mode: str, where: list[int]) -> list[int]:
+        """Token count of each unique item's verification prompt; RequestError past the context."""
+        build = prompts.verify_direct_prompt if mode == "direct" else prompts.verify_cot_prompt
+        texts = [build(it.task, it.question, it.solution) for it in items]
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        limit = self.cfg.engine.max_model_len
+        extra = 1 if mode == "direct" else self.cfg.scoring.max_rationale_tokens + self.question_tokens + 1 + COT_MARGIN_TOKENS
+        for u, n in enumerate(lengths):
+            if n + extra > limit:
+                first = where.index(u)
+                need = f"{n} + 1 scored token" if mode == "direct" else (
+                    f"{n} + up to {extra} for the rationale (max_rationale_tokens={self.cfg.scoring.max_rationale_tokens}) and verdict")
+                raise RequestError(f"items[{first}]: the {mode} verification prompt needs {need} tokens, "
+                                   f"over the model's context max_model_len={limit}; shorten prompt or response")
+        return lengths
+
+    async def _score(self, body: RewardRequest) -> dict:
+        from genrm_ray.scoring import CotSettings
+
+        s = self.cfg.scoring
+        k = self._check_limits(body)
+        items = self._verify_items(body)
+        keys, where = unique(items) if s.dedup else (items, list(range(len(items))))
+        lengths = self._prompt_lengths(keys, body.mode, where)
+        settings = None
+        if body.mode == "cot":
+            settings = CotSettings(k=k, temperature=s.temperature, top_p=s.top_p, max_rationale_tokens=s.max_rationale_tokens,
+                                   unfinished_p_yes=s.unfinished_p_yes, adaptive=body.adaptive, min_k=min(s.min_k, k),
+                                   round_size=s.round_size, tolerance=s.tolerance, seed=s.seed)
+        variant = (body.mode, settings, body.return_rationales)
+        results: list[Any] = [self.cache.get((variant, key)) for key in keys]
+        todo = [u for u, r in enumerate(results) if r is None]
+        cache_hits = len(keys) - len(todo)
+        if todo:
+            batch = [keys[u] for u in todo]
+            if settings is None:
+                scored = await self.scorer.ascore_direct(batch)
+            else:
+                scored = await self.scorer.ascore_cot(batch, settings, body.return_rationales)
+            for u, score in zip(todo, scored):
+                results[u] = score
+                self.cache.put((variant, keys[u]), score)
+        details = [ItemDetail(p_yes=r.p_yes, k_used=r.k_used, rationale_tokens=r.rationale_tokens,
+                              unfinished=r.unfinished, rationales=r.rationales).model_dump() for r in results]
+        n, n_unique = len(items), len(keys)
+        rationale_tokens = sum(results[u].rationale_tokens for u in todo)
+        self._record(body.mode, n, n_unique, cache_hits, [results[u] for u in todo], rationale_tokens)
+        usage = Usage(items=n, unique_items=n_unique, cache_hits=cache_hits, scored=len(todo),
+                      dedup_hit_rate=(n - n_unique) / n, cache_hit_rate=cache_hits / n_unique,
+                      prompt_tokens=sum(lengths[u] for u in todo), rationale_tokens=rationale_tokens)
+        return {"rewards": [results[u].reward for u in where], "details": [details[u] for u in where],
+                "model": self.cfg.model_name, "mode": body.mode, "usage": usage.model_dump()}
+
+    def _record(self, mode: str, n: int, n_unique: int, cache_hits: int, scored: list, rationale_tokens: int) -> None:
+        m = self.metrics
+        m.items.inc(n, tags={"mode": mode})
+        if scored:
+            m.scored.inc(len(scored), tags={"mode": mode})
+        if n > n_unique:
+            m.dedup_hits.inc(n - n_unique)
+        if self.cache.size > 0:
+            m.cache_lookups.inc(n_unique)
+            if cache_hits:
+                m.cache_hits.inc(cache_hits)
+        if rationale_tokens:
+            m.rationale_tokens.inc(rationale_tokens)
+        if mode == "cot":
+            for r in scored:
+                m.k_used.observe(r.k_used)
+
+
+def make_app(cfg: ServeConfig):
+    """The bound Serve application for a loaded, checked config."""
+    check_serve_config(cfg)
+    return GenRMRewardServer.options(**deployment_options(cfg)).bind(cfg, auth_token(cfg))
+
+
+def build_app(args: dict[str, Any]):
+    """Application builder for Serve config files and ``serve run``: ``args`` may hold ``config``
+    (a serve YAML path), ``checkpoint`` and any dotted config key (``deployment.max_replicas``)."""
+    args = dict(args)
+    path = args.pop("config", None)
+    overrides = list(args.pop("overrides", []) or [])
+    overrides += [f"{key}={value}" for key, value in args.items()]
+    return make_app(load_serve_config(path, overrides))
+
+
+__all__ = ["GenRMRewardServer", "RequestError", "api", "build_app", "deployment_options", "engine_options",
+           "make_app", "recover_question"]
