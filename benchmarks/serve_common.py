@@ -13,6 +13,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+# Token auth with a throwaway token for this script's own cluster (never ~/.ray/auth_token); set
+# before anything imports ray, which reads the auth mode once.
+_TOKEN = Path(tempfile.mkdtemp(prefix="ray-auth-")) / "auth_token"
+_TOKEN.write_text(secrets.token_hex(32))
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ["RAY_AUTH_TOKEN_PATH"] = str(_TOKEN)
+
 import genrm_ray  # noqa: E402,F401
 
 
@@ -23,13 +30,9 @@ def free_port() -> int:
 
 
 def start_ray(num_cpus: int = 4) -> None:
-    """A fresh local Ray on loopback, token auth with a throwaway token (never ~/.ray/auth_token)."""
+    """A fresh local Ray on loopback (token auth, see above)."""
     import ray
 
-    token = Path(tempfile.mkdtemp(prefix="ray-auth-")) / "auth_token"
-    token.write_text(secrets.token_hex(32))
-    os.environ["RAY_AUTH_MODE"] = "token"
-    os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
     ray.init(num_cpus=num_cpus, num_gpus=0, include_dashboard=True, dashboard_host="127.0.0.1",
              dashboard_port=free_port(), _node_ip_address="127.0.0.1", log_to_driver=False)
 

@@ -3,7 +3,7 @@
 
     python benchmarks/serve_load.py [--checkpoint DIR] [--requests 1000] [--clients 16]
 
-(1) ``--clients`` clients post ``--requests`` requests (8 items each, direct p(Yes)): no failures,
+(1) ``--clients`` clients post ``--requests`` requests (8 items each, direct p(Yes), cache off): no failures,
 one reward per item, p50/p99 latency, rewards/s; the app autoscales 1 -> 2 replicas meanwhile
 (configs/serve_test.yaml: upscale after 2 s over 2 ongoing requests per replica).
 (2) Under a second load, one replica is killed; clients retry as documented (docs/serving.md);
@@ -35,7 +35,8 @@ def main() -> None:
     from genrm_ray.serving.loadtest import kill_one_replica, run_load, running_replicas, wait_for_replicas
 
     start_ray()
-    cfg = load_serve_config(REPO / "configs" / "serve_test.yaml", [f"checkpoint={checkpoint(args.checkpoint)}"])
+    cfg = load_serve_config(REPO / "configs" / "serve_test.yaml", [f"checkpoint={checkpoint(args.checkpoint)}",
+                                                                     "scoring.cache_size=0"])  # every item hits the engine
     url, _ = deploy(cfg)
     app, dep = cfg.http.app_name, cfg.deployment.name
     pool = pairs(60, 4)

@@ -1,0 +1,104 @@
+"""Serving pieces that need no Ray cluster: config loading and checks, deployment options
+(autoscaling, CPU / GPU / tensor-parallel resources), question recovery, dedup and the LRU cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from genrm_ray import prompts
+from genrm_ray.config import ConfigError
+from genrm_ray.serving.app import RequestError, build_app, deployment_options, engine_options, recover_question
+from genrm_ray.serving.config import load_serve_config
+from genrm_ray.serving.dedup import LRUCache, unique
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = ["serve_cpu.yaml", "serve_gpu.yaml", "serve_test.yaml"]
+
+
+@pytest.fixture
+def ckpt(tmp_path) -> str:
+    (tmp_path / "config.json").write_text("{}")  # only the HF marker is checked before Ray starts
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_shipped_configs_load_and_map_to_serve_options(name, ckpt):
+    cfg = load_serve_config(REPO / "configs" / name, [f"checkpoint={ckpt}"])
+    opts = deployment_options(cfg)
+    auto = opts["autoscaling_config"]
+    assert (auto["min_replicas"], auto["max_replicas"]) == (cfg.deployment.min_replicas, cfg.deployment.max_replicas)
+    assert auto["upscale_delay_s"] == cfg.deployment.upscale_delay_s and opts["max_ongoing_requests"] == cfg.deployment.max_ongoing_requests
+    assert cfg.http.host == "127.0.0.1"
+    assert "trust_remote_code" not in engine_options(cfg)
+
+
+def test_gpu_tensor_parallel_uses_placement_group_bundles(ckpt):
+    cfg = load_serve_config(REPO / "configs" / "serve_gpu.yaml", [f"checkpoint={ckpt}", "engine.tensor_parallel_size=4"])
+    opts = deployment_options(cfg)
+    assert opts["placement_group_bundles"] == [{"CPU": 1.0}] + [{"GPU": 1}] * 4
+    assert opts["placement_group_strategy"] == "STRICT_PACK" and opts["ray_actor_options"]["num_gpus"] == 0
+    assert engine_options(cfg)["distributed_executor_backend"] == "ray"
+    single = deployment_options(load_serve_config(REPO / "configs" / "serve_gpu.yaml", [f"checkpoint={ckpt}"]))
+    assert single["ray_actor_options"]["num_gpus"] == 1 and "placement_group_bundles" not in single
+
+
+def test_trust_remote_code_only_when_configured(ckpt):
+    cfg = load_serve_config(REPO / "configs" / "serve_cpu.yaml", [f"checkpoint={ckpt}", "engine.trust_remote_code=true"])
+    assert engine_options(cfg)["trust_remote_code"] is True
+
+
+@pytest.mark.parametrize("override,message", [
+    ("scoring.task=chess", "scoring.task"),
+    ("scoring.default_k=99", "scoring.default_k"),
+    ("deployment.max_replicas=0", "deployment.max_replicas"),
+    ("engine.tensor_parallel_size=2", "accelerator=gpu"),
+    ("scoring.cache_size=-1", "scoring.cache_size"),
+    ("deployment.max_replicass=2", "unknown config key"),
+])
+def test_bad_serve_configs_fail_naming_the_key(override, message, ckpt):
+    with pytest.raises(ConfigError, match=message):
+        load_serve_config(REPO / "configs" / "serve_cpu.yaml", [f"checkpoint={ckpt}", override])
+
+
+def test_checkpoint_must_be_a_saved_model(tmp_path):
+    with pytest.raises(ConfigError, match="no config.json"):
+        load_serve_config(REPO / "configs" / "serve_cpu.yaml", [f"checkpoint={tmp_path}"])
+    with pytest.raises(ConfigError, match="checkpoint: not set"):
+        load_serve_config(REPO / "configs" / "serve_cpu.yaml")
+
+
+def test_build_app_takes_config_path_and_dotted_args(ckpt):
+    app = build_app({"config": str(REPO / "configs" / "serve_cpu.yaml"), "checkpoint": ckpt, "deployment.max_replicas": "3"})
+    deployment = app._bound_deployment
+    assert deployment.name == "GenRMReward" and deployment._deployment_config.autoscaling_config.max_replicas == 3
+
+
+def test_question_is_recovered_from_a_solve_prompt_or_taken_bare():
+    q = 'Take the last letters of the words in "ab cd" and concatenate them.'
+    assert recover_question("last_letter", prompts.solve_prompt("last_letter", q)) == q
+    assert recover_question("last_letter", prompts.solve_prompt("last_letter", q).rstrip("\n")) == q
+    assert recover_question("last_letter", f"  {q}\n") == q
+    with pytest.raises(RequestError, match="solve prompt of task 'arithmetic'"):
+        recover_question("last_letter", prompts.solve_prompt("gsm8k", "1+1?"))
+    with pytest.raises(RequestError, match="does not end with"):
+        recover_question("last_letter", prompts.instruction("last_letter") + "\n\nQ: abc")
+
+
+def test_unique_keeps_first_seen_order_and_maps_back():
+    keys, where = unique(["a", "b", "a", "c", "b"])
+    assert keys == ["a", "b", "c"] and where == [0, 1, 0, 2, 1]
+    assert [keys[i] for i in where] == ["a", "b", "a", "c", "b"]
+
+
+def test_lru_cache_evicts_least_recently_used():
+    cache = LRUCache(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # a is now the most recent
+    cache.put("c", 3)
+    assert cache.get("b") is None and cache.get("a") == 1 and cache.get("c") == 3 and len(cache) == 2
+    off = LRUCache(0)
+    off.put("a", 1)
+    assert off.get("a") is None and len(off) == 0
