@@ -116,9 +116,9 @@ def build_or_reuse(build: DataBuild, log=print) -> BuiltData:
     if done.is_file():
         log(f"[data] reusing {folder}")
         return _paths(folder, json.loads(done.read_text()), reused=True)
-    if folder.exists():  # an interrupted build: start over rather than trust half of it
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    if folder.exists() and not (folder / "policy.json").is_file():
+        shutil.rmtree(folder)  # interrupted before the policy was done: start over
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "build_config.json").write_text(json.dumps(to_dict(build), indent=2) + "\n")
     stats = _build(build, folder, log)
     done.write_text(json.dumps(stats, indent=2) + "\n")  # written last: marks the folder complete
@@ -140,40 +140,20 @@ def _paths(folder: Path, stats: dict[str, Any], reused: bool) -> BuiltData:
 
 
 def _build(build: DataBuild, folder: Path, log) -> dict[str, Any]:
-    from genrm_ray.train.loop import run_training
-
     t0 = time.perf_counter()
     task = get_task(build.task.name)
     train = task.generate("train", build.task.n_train, seed=build.task.seed)
     heldout = task.generate("test", build.task.n_heldout, seed=build.task.seed)
     references = [LabelledSolution(p, task.reference_solution(p), True) for p in train]
     stats: dict[str, Any] = {"n_train_problems": len(train), "n_heldout_problems": len(heldout)}
-
-    # Base model: the tokenizer is byte level plus the prompt phrases, so no corpus is needed.
-    if build.base_model.path:
-        base = Path(build.base_model.path)
+    policy_done = folder / "policy.json"
+    if policy_done.is_file():  # a build that stopped after the policy (e.g. sampling failed): keep it
+        stats.update(json.loads(policy_done.read_text()))
+        log(f"[data] reusing the policy at {stats['policy']}")
     else:
-        from genrm_ray.models import create_tiny_model
-
-        base = create_tiny_model(folder / "base_model", size=build.base_model.size, seed=build.base_model.seed)
-    stats["base_model"] = str(base)
-
-    # Policy: SFT of the base model on D_correct built from reference solutions.
-    if build.policy.path:
-        policy = Path(build.policy.path)
-    else:
-        policy_sft = sft_data.write_sft_jsonl(sft_data.build_correct(references), folder / "policy_sft.jsonl")
-        cfg = copy.deepcopy(build.policy.train)
-        cfg.model.path = str(base)
-        cfg.data.correct = str(policy_sft)
-        cfg.objective.name = "policy"
-        cfg.output_dir = str(folder / "policy_run")
-        log(f"[data] SFT of the policy on {len(references)} reference solutions ({cfg.train.max_steps} steps)")
-        t = time.perf_counter()
-        result = run_training(cfg)
-        policy = Path(result.hf_model)
-        stats["policy_sft_s"] = round(time.perf_counter() - t, 1)
-    stats["policy"] = str(policy)
+        stats.update(_base_and_policy(build, folder, references, log))
+        policy_done.write_text(json.dumps(stats, indent=2) + "\n")
+    policy = Path(stats["policy"])
 
     # Policy samples for train and held-out problems in one Ray Data pass.
     s = build.sampling
@@ -214,6 +194,38 @@ def _build(build: DataBuild, folder: Path, log) -> dict[str, Any]:
         stats[f"n_{name}"] = len(records)
     stats["cot_kept_fraction"] = round(cot_stats.kept_fraction, 3)
     stats["build_s"] = round(time.perf_counter() - t0, 1)
+    return stats
+
+
+def _base_and_policy(build: DataBuild, folder: Path, references: list[LabelledSolution], log) -> dict[str, Any]:
+    from genrm_ray.train.loop import run_training
+
+    stats: dict[str, Any] = {}
+    # Base model: the tokenizer is byte level plus the prompt phrases, so no corpus is needed.
+    if build.base_model.path:
+        base = Path(build.base_model.path)
+    else:
+        from genrm_ray.models import create_tiny_model
+
+        base = create_tiny_model(folder / "base_model", size=build.base_model.size, seed=build.base_model.seed)
+    stats["base_model"] = str(base)
+
+    # Policy: SFT of the base model on D_correct built from reference solutions.
+    if build.policy.path:
+        policy = Path(build.policy.path)
+    else:
+        policy_sft = sft_data.write_sft_jsonl(sft_data.build_correct(references), folder / "policy_sft.jsonl")
+        cfg = copy.deepcopy(build.policy.train)
+        cfg.model.path = str(base)
+        cfg.data.correct = str(policy_sft)
+        cfg.objective.name = "policy"
+        cfg.output_dir = str(folder / "policy_run")
+        log(f"[data] SFT of the policy on {len(references)} reference solutions ({cfg.train.max_steps} steps)")
+        t = time.perf_counter()
+        result = run_training(cfg)
+        policy = Path(result.hf_model)
+        stats["policy_sft_s"] = round(time.perf_counter() - t, 1)
+    stats["policy"] = str(policy)
     return stats
 
 
@@ -296,12 +308,16 @@ def evaluate_verifier(model_dir: str | Path, heldout: str | Path, backend: str =
     """Accuracy (p(Yes) > 0.5 vs the label) and AUROC of p(Yes) on a held-out verify_direct file."""
     records = sft_data.load_sft_jsonl(heldout, kinds=["verify_direct"])
     labels = [bool(r.label) for r in records]
+    import math
+
     from genrm_ray.engine import make_backend
-    from genrm_ray.scoring import GenRMScorer
+    from genrm_ray.prompts import yes_no_token_ids
 
     engine = make_backend(backend, str(model_dir), **options)
     try:
-        p_yes = GenRMScorer(engine).p_yes([r.prompt for r in records])  # raw p(Yes), as in the paper
+        yes_id, _ = yes_no_token_ids(engine.tokenizer)
+        # The raw p(" Yes") of the next token, as in the paper.
+        p_yes = [math.exp(row[0]) for row in engine.next_token_logprobs([r.prompt for r in records], [yes_id])]
     finally:
         if hasattr(engine, "close"):
             engine.close()  # vLLM's engine-core process goes now, not at interpreter exit

