@@ -229,12 +229,12 @@ class VerifierScorer:
         import genrm_ray  # noqa: F401  (caches + offline settings inside the actor process)
 
         self.spec = VerifierSpec(**spec)
-        self.scoring = scoring
+        from genrm_ray.scoring import CotSettings, DiscriminativeScorer, GenRMScorer
+
         if self.spec.kind == "discriminative":
-            self._load_classifier()
+            self.scorer = DiscriminativeScorer(self.spec.model_dir, batch_size=scoring["discriminative_batch_size"])
             return
         from genrm_ray.engine import make_backend
-        from genrm_ray.scoring import CotSettings, GenRMScorer
 
         self.backend = make_backend(scoring["backend"], self.spec.model_dir, **scoring["engine_options"])
         self.scorer = GenRMScorer(self.backend, normalize=scoring["normalize"])
@@ -244,39 +244,11 @@ class VerifierScorer:
             round_size=cot["round_size"], tolerance=cot["tolerance"], seed=cot["seed"],
         )
 
-    def _load_classifier(self) -> None:
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(self.spec.model_dir)
-        self.tokenizer.padding_side = "right"
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            self.spec.model_dir, num_labels=1, dtype=torch.float32).eval()
-        # The classifier reads the logit at the last non-pad token, so it must know the pad id.
-        self.model.config.pad_token_id = self.tokenizer.pad_token_id
-
-    def _classify(self, texts: list[str]) -> list[float]:
-        import torch
-
-        out: list[float] = []
-        size = self.scoring["discriminative_batch_size"]
-        with torch.inference_mode():
-            for start in range(0, len(texts), size):
-                # add_special_tokens=True: the discriminative trainer tokenizes its inputs the same way.
-                batch = self.tokenizer(texts[start:start + size], return_tensors="pt", padding=True, add_special_tokens=True)
-                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                out.extend(torch.sigmoid(logits[:, 0].float()).tolist())
-        return out
-
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        from genrm_ray import prompts
-        from genrm_ray.scoring import VerifierScore, VerifyItem
+        from genrm_ray.scoring import VerifyItem
 
         items = [VerifyItem(str(t), str(q), str(s)) for t, q, s in zip(batch["task"], batch["question"], batch["solution"])]
-        if self.spec.kind == "discriminative":
-            ps = self._classify([prompts.verify_direct_prompt(i.task, i.question, i.solution) for i in items])
-            scores = [VerifierScore(p, [p], 1) for p in ps]
-        elif self.spec.mode == "direct":
+        if self.spec.mode == "direct":
             scores = self.scorer.score_direct(items)
         else:
             scores = self.scorer.score_cot(items, self.settings)

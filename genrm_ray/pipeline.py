@@ -305,30 +305,33 @@ def auroc(scores: list[float], labels: list[bool]) -> float:
 
 
 def evaluate_verifier(model_dir: str | Path, heldout: str | Path, backend: str = "vllm", **options) -> dict[str, Any]:
-    """Accuracy (p(Yes) > 0.5 vs the label) and AUROC of p(Yes) on a held-out verify_direct file."""
+    """Accuracy (score > 0.5 vs the label) and AUROC on a held-out verify_direct file.
+
+    The score is a GenRM's raw p(" Yes") (as in the paper), or the discriminative RM's sigmoid, chosen
+    by the saved model's architecture.
+    """
+    from genrm_ray.scoring import DiscriminativeScorer, GenRMScorer, is_classifier_dir
+
     records = sft_data.load_sft_jsonl(heldout, kinds=["verify_direct"])
     labels = [bool(r.label) for r in records]
-    import math
+    texts = [r.prompt for r in records]
+    if is_classifier_dir(str(model_dir)):
+        scores = DiscriminativeScorer(str(model_dir)).p_correct(texts)
+    else:
+        from genrm_ray.engine import make_backend
 
-    from genrm_ray.engine import make_backend
-    from genrm_ray.prompts import yes_no_token_ids
-
-    engine = make_backend(backend, str(model_dir), **options)
-    try:
-        yes_id, _ = yes_no_token_ids(engine.tokenizer)
-        # The raw p(" Yes") of the next token, as in the paper.
-        p_yes = [math.exp(row[0]) for row in engine.next_token_logprobs([r.prompt for r in records], [yes_id])]
-    finally:
-        if hasattr(engine, "close"):
-            engine.close()  # vLLM's engine-core process goes now, not at interpreter exit
-    accuracy = sum((p > 0.5) == y for p, y in zip(p_yes, labels)) / len(labels)
+        engine = make_backend(backend, str(model_dir), **options)
+        try:
+            scores = GenRMScorer(engine).p_yes(texts)
+        finally:
+            if hasattr(engine, "close"):
+                engine.close()  # vLLM's engine-core process goes now, not at interpreter exit
+    accuracy = sum((p > 0.5) == y for p, y in zip(scores, labels)) / len(labels)
     return {
         "n": len(labels),
         "positives": sum(labels),
         "accuracy": round(accuracy, 4),
-        "auroc": round(auroc(p_yes, labels), 4),
-        "mean_p_yes_correct": round(sum(p for p, y in zip(p_yes, labels) if y) / max(1, sum(labels)), 4),
-        "mean_p_yes_wrong": round(
-            sum(p for p, y in zip(p_yes, labels) if not y) / max(1, len(labels) - sum(labels)), 4
-        ),
+        "auroc": round(auroc(scores, labels), 4),
+        "mean_score_correct": round(sum(p for p, y in zip(scores, labels) if y) / max(1, sum(labels)), 4),
+        "mean_score_wrong": round(sum(p for p, y in zip(scores, labels) if not y) / max(1, len(labels) - sum(labels)), 4),
     }

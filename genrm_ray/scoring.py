@@ -122,6 +122,10 @@ class GenRMScorer:
     ) -> list[VerifierScore]:
         return self._run(self.ascore_cot(items, settings, return_rationales))
 
+    def p_yes(self, verify_prompts: Sequence[str]) -> list[float]:
+        """p(" Yes") after already formatted verification prompts (e.g. a held-out SFT file's)."""
+        return self._run(self.ap_yes(verify_prompts))
+
     def _run(self, coro):
         if self.is_async:
             coro.close()
@@ -187,3 +191,47 @@ class GenRMScorer:
         for s in scores:
             s.reward = sum(s.p_yes) / len(s.p_yes)
         return scores
+
+
+class DiscriminativeScorer:
+    """The discriminative-RM baseline: sigmoid of a one-logit classifier head over the direct prompt.
+
+    It reads the same ``verify_direct_prompt`` text the GenRM reads (the trainer's discriminative
+    objective trains on D_verify's prompts), tokenized with the tokenizer's own special tokens as in
+    training, and pooled at the last non-pad token (transformers' sequence-classification rule).
+    """
+
+    def __init__(self, model_dir: str, batch_size: int = 32):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.tokenizer.padding_side = "right"
+        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1, dtype=torch.float32).eval()
+        self.model.config.pad_token_id = self.tokenizer.pad_token_id  # needed to find the last real token
+        self.batch_size = batch_size
+
+    def p_correct(self, verify_prompts: Sequence[str]) -> list[float]:
+        import torch
+
+        out: list[float] = []
+        with torch.inference_mode():
+            for start in range(0, len(verify_prompts), self.batch_size):
+                batch = self.tokenizer(list(verify_prompts[start : start + self.batch_size]), return_tensors="pt",
+                                       padding=True, add_special_tokens=True)
+                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                out.extend(torch.sigmoid(logits[:, 0].float()).tolist())
+        return out
+
+    def score_direct(self, items: Sequence[VerifyItem]) -> list[VerifierScore]:
+        ps = self.p_correct([prompts.verify_direct_prompt(i.task, i.question, i.solution) for i in items])
+        return [VerifierScore(reward=p, p_yes=[p], k_used=1) for p in ps]
+
+
+def is_classifier_dir(model_dir: str) -> bool:
+    """Whether a saved HF model is a sequence classifier (the discriminative RM) rather than an LM."""
+    import json
+    from pathlib import Path
+
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    return any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or [])

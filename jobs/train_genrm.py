@@ -53,8 +53,11 @@ def check_inputs(cfg: GenRMJobConfig) -> None:
     g = cfg.genrm
     if cfg.eval.backend not in ("vllm", "hf"):
         raise JobInputError(f"eval.backend must be 'vllm' or 'hf', got {cfg.eval.backend!r}")
-    if g.objective.name != "genrm":
-        raise JobInputError(f"genrm.objective.name must be 'genrm' in this job, got {g.objective.name!r}")
+    if g.objective.name not in ("genrm", "discriminative"):
+        raise JobInputError(
+            f"genrm.objective.name must be 'genrm' or 'discriminative' (the baseline RM) in this job, got "
+            f"{g.objective.name!r}; the policy is trained by the data stage (data.policy.train)"
+        )
     given = {key: path for key, path in [("genrm.data.verify_direct", g.data.verify_direct),
                                           ("genrm.data.verify_cot", g.data.verify_cot),
                                           ("genrm.data.correct", g.data.correct),
@@ -154,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3. Held-out verification.
     t = time.perf_counter()
-    if genrm.objective.mode == "direct":
+    if genrm.objective.mode == "direct" or genrm.objective.name == "discriminative":
         heldout_metrics = evaluate_verifier(result.hf_model, heldout, cfg.eval.backend, **cfg.eval.engine_options)
     else:  # CoT verifiers are scored by generating rationales (not part of this job)
         heldout_metrics = {"skipped": "held-out p(Yes) scoring covers objective.mode=direct"}
@@ -163,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     # 4. Summary.
     curves = result.loss_curves
     plot_losses({k: v for k, v in curves.items() if k != "loss" or len(curves) == 1},
-                run_dir / "loss_curve.png", f"GenRM ({genrm.objective.mode}) on {cfg.data.task.name}")
+                run_dir / "loss_curve.png", f"{_verifier_name(genrm)} on {cfg.data.task.name}")
     summary = {
         "heldout": heldout_metrics,
         "final_loss": {k: round(v[-1], 5) for k, v in curves.items()},
@@ -184,13 +187,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _verifier_name(genrm) -> str:
+    return "discriminative RM" if genrm.objective.name == "discriminative" else f"GenRM ({genrm.objective.mode})"
+
+
 def print_summary(s: dict, run_dir: Path) -> None:
     h = s["heldout"]
     print("\n=== GenRM summary ===")
     if "accuracy" in h:
         print(f"held-out verification: accuracy {h['accuracy']:.3f}  AUROC {h['auroc']:.3f}  "
-              f"({h['n']} pairs, {h['positives']} correct; mean p(Yes) {h['mean_p_yes_correct']:.3f} on correct, "
-              f"{h['mean_p_yes_wrong']:.3f} on wrong)")
+              f"({h['n']} pairs, {h['positives']} correct; mean score {h['mean_score_correct']:.3f} on correct, "
+              f"{h['mean_score_wrong']:.3f} on wrong)")
     else:
         print(f"held-out verification: {h['skipped']}")
     print("final losses: " + "  ".join(f"{k} {v:.4f}" for k, v in s["final_loss"].items()))

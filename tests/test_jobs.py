@@ -128,16 +128,20 @@ def test_given_dataset_without_heldout_set_is_rejected(tmp_path):
 # -- a real job on the session's Ray cluster -------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_submitted_job_trains_genrm_and_writes_summary_and_hf_export(ray_cluster, tmp_path):
+@pytest.fixture(scope="module")
+def job_data_cache(tmp_path_factory) -> Path:
+    """One data cache for the module's jobs: the second job reuses what the first built."""
+    return tmp_path_factory.mktemp("data-cache")
+
+
+def _submit_and_wait(ray_cluster, *job_args: str) -> str:
+    """Submit jobs/train_genrm.py through the Job Submission API; returns its logs once it succeeded."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    run_dir, cache = tmp_path / "run", tmp_path / "data-cache"
     client = JobSubmissionClient(ray_cluster.dashboard_url)
     job_id = client.submit_job(
         # The venv's interpreter: the cluster was started from it, and `python` may be another one.
-        entrypoint=f"{sys.executable} jobs/train_genrm.py --config configs/test_tiny.yaml "
-                   f"run_dir={run_dir} data.cache_dir={cache}",
+        entrypoint=f"{sys.executable} jobs/train_genrm.py --config configs/test_tiny.yaml " + " ".join(job_args),
         runtime_env={"working_dir": str(REPO), "excludes": EXCLUDES},
     )
     deadline = time.monotonic() + 480
@@ -149,6 +153,13 @@ def test_submitted_job_trains_genrm_and_writes_summary_and_hf_export(ray_cluster
     if status != JobStatus.SUCCEEDED:
         client.stop_job(job_id)
     assert status == JobStatus.SUCCEEDED, logs[-6000:]
+    return logs
+
+
+@pytest.mark.slow
+def test_submitted_job_trains_genrm_and_writes_summary_and_hf_export(ray_cluster, tmp_path, job_data_cache):
+    run_dir, cache = tmp_path / "run", job_data_cache
+    logs = _submit_and_wait(ray_cluster, f"run_dir={run_dir}", f"data.cache_dir={cache}")
 
     summary = json.loads((run_dir / "summary.json").read_text())
     hf = Path(summary["hf_model"])
@@ -163,3 +174,19 @@ def test_submitted_job_trains_genrm_and_writes_summary_and_hf_export(ray_cluster
     assert summary["steps"] == 3 and summary["zero_stage"] == 3 and summary["train_tokens_per_s"] > 0
     assert summary["data"]["source"] == "built" and Path(summary["data"]["folder"]).is_relative_to(cache)
     assert "=== GenRM summary ===" in logs and "AUROC" in logs
+
+
+@pytest.mark.slow
+def test_objective_switch_trains_the_discriminative_baseline(ray_cluster, tmp_path, job_data_cache):
+    from genrm_ray.scoring import is_classifier_dir
+
+    run_dir = tmp_path / "disc"
+    logs = _submit_and_wait(ray_cluster, f"run_dir={run_dir}", f"data.cache_dir={job_data_cache}",
+                            "genrm.objective.name=discriminative", "genrm.objective.lambda_correct=0")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert is_classifier_dir(summary["hf_model"])  # a sequence-classification head, not an LM
+    held = summary["heldout"]
+    assert held["n"] > 0 and 0.0 <= held["accuracy"] <= 1.0 and 0.0 <= held["auroc"] <= 1.0
+    assert 0.0 < held["mean_score_correct"] < 1.0 and 0.0 < held["mean_score_wrong"] < 1.0
+    assert set(summary["final_loss"]) == {"loss", "loss_verify"}
+    assert "AUROC" in logs

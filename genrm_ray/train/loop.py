@@ -251,6 +251,9 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     if rank == 0:
         model_config = engine.module.config
         model_config.dtype = torch.bfloat16 if cfg.deepspeed.bf16 else torch.float32
+        # config.save_pretrained keeps the architecture the weights were loaded as (a classifier
+        # trained from an LM checkpoint still says ...ForCausalLM); name what was trained.
+        model_config.architectures = [type(engine.module).__name__]
         model_config.save_pretrained(export)
         if getattr(engine.module, "generation_config", None) is not None:
             engine.module.generation_config.save_pretrained(export)
