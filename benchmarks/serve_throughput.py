@@ -24,7 +24,8 @@ import time
 
 from serve_common import REPO, checkpoint, deploy, pairs, start_ray
 
-ENGINE = dict(dtype="float32", max_model_len=2048, seed=0, enforce_eager=True)
+# Same engine options as the served app (configs/serve_test.yaml: a seeded config turns chunked prefill off on CPU).
+ENGINE = dict(dtype="float32", max_model_len=2048, seed=0, enforce_eager=True, enable_chunked_prefill=False)
 
 
 class SplitN:
