@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO / "jobs"))
 import eval_best_of_n  # noqa: E402
 
 TEST_CONFIG = REPO / "configs" / "eval_test.yaml"
-GSM8K_HEAD = "/work/shared/data/gsm8k/train_head200.jsonl"
+from tests.fixtures.data import GSM8K_HEAD  # noqa: E402
 
 
 # -- metrics on hand-built pools ----------------------------------------------------------------------

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "jobs"))
 import synthesize_rationales  # noqa: E402
 
-GSM8K_HEAD = "/work/shared/data/gsm8k/train_head200.jsonl"
+from tests.fixtures.data import GSM8K_HEAD  # noqa: E402
 
 
 class ScriptedTeacher:

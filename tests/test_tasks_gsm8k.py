@@ -10,7 +10,7 @@ import pytest
 from genrm_ray.prompts import DIRECT_QUESTION, NO, YES
 from genrm_ray.tasks import get_task
 
-GSM8K_HEAD = "/work/shared/data/gsm8k/train_head200.jsonl"
+from tests.fixtures.data import GSM8K_HEAD  # noqa: E402
 
 
 @pytest.fixture(scope="module")
