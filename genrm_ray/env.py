@@ -42,3 +42,19 @@ def configure() -> None:
         if isinstance(value, Path):
             value.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault(key, str(value))
+
+
+def connect_ray(address: str = "") -> None:
+    """Join the Ray cluster at ``address`` or $RAY_ADDRESS (set by ``ray job submit``), else start a
+    local one; a no-op when this process is already connected (e.g. from a test session)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS", "")
+    if not address:
+        # Ray Train's controller polls workers every 2 s by default, so each ray.train.report costs
+        # ~1.7 s on short CPU steps; the local raylet inherits this faster polling.
+        os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
+    ray.init(address=address or None)
+    print(f"[ray] {ray.cluster_resources()}")

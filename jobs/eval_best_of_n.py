@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import genrm_ray  # noqa: E402,F401  (caches and offline settings first)
+import genrm_ray  # noqa: E402  (caches and offline settings first)
 from genrm_ray.config import ConfigError, load_config, to_dict  # noqa: E402
 from genrm_ray.evaluation import EvalConfig, EvalInputError, check_config  # noqa: E402
 
@@ -39,16 +38,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="JSONL problem file (question/answer); repeatable; evaluated alongside the config's splits")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. pool.size=64 cot.k=4")
     return p.parse_args(argv)
-
-
-def init_ray(cfg: EvalConfig) -> None:
-    import ray
-
-    if ray.is_initialized():  # a caller (e.g. a test session) already connected us
-        return
-    address = cfg.ray_address or os.environ.get("RAY_ADDRESS")
-    ray.init(address=address) if address else ray.init()
-    print(f"[ray] {ray.cluster_resources()}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval_config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
     print(f"[eval] config {args.config} -> {out}; sets: " + ", ".join(f"{k} ({len(v)})" for k, v in sets.items()))
-    init_ray(cfg)
+    genrm_ray.env.connect_ray(cfg.ray_address)
 
     timings = {}
     t = time.perf_counter()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,9 +31,6 @@ from genrm_ray.config import ConfigError, load_config, to_dict  # noqa: E402
 from genrm_ray.pipeline import GenRMJobConfig  # noqa: E402
 
 DEFAULT_CONFIG = REPO / "configs" / "genrm_last_letter_cpu.yaml"
-# Ray Train's controller polls workers every 2 s by default; each report then costs ~1.7 s on short
-# CPU steps. Polling faster is cheap for a handful of workers.
-RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}
 
 
 class JobInputError(ValueError):
@@ -81,18 +77,6 @@ def check_inputs(cfg: GenRMJobConfig) -> None:
             raise JobInputError(f"{key}: {path} is not a Hugging Face model dir (no config.json)")
 
 
-def init_ray(cfg: GenRMJobConfig) -> None:
-    import ray
-
-    address = cfg.ray_address or os.environ.get("RAY_ADDRESS")
-    if address:  # a running cluster (under `ray job submit` RAY_ADDRESS is set for us)
-        ray.init(address=address)
-    else:
-        os.environ.update({k: os.environ.get(k, v) for k, v in RAY_ENV.items()})  # local raylet inherits these
-        ray.init()
-    print(f"[ray] {ray.cluster_resources()}")
-
-
 def plot_losses(curves: dict[str, list[float]], path: Path, title: str) -> None:
     import matplotlib
 
@@ -133,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     from genrm_ray.pipeline import build_or_reuse, evaluate_verifier
     from genrm_ray.train.loop import run_training
 
-    init_ray(cfg)
+    genrm_ray.env.connect_ray(cfg.ray_address)
 
     # 1. Data.
     t = time.perf_counter()
