@@ -1,12 +1,13 @@
 """The GenRM job's data: what `jobs/train_genrm.py` builds (or reuses) before training the verifier.
 
-    problems (task.generate)          train split: policy SFT + GenRM data; test split: held-out eval
+    problems (task.generate)          train split: policy SFT + GenRM data; validation split: held-out
+                                      verification (the test split stays unseen for Best-of-N)
     base model (models.create_tiny_model, or an existing HF dir)
     policy    = SFT of the base model on D_correct(reference solutions)        (train/, objective policy)
     samples   = n policy solutions per problem                                 (sampling.py: Ray Data + vLLM)
               + task.candidate_solutions per problem (bootstrapped right/wrong solutions; optional)
     labelled  = every solution graded by task.is_correct
-    D_verify, D_cot, D_correct (train problems), heldout verify_direct set (test problems)  (sft_data.py)
+    D_verify, D_cot, D_correct (train problems), heldout verify_direct set (validation problems)  (sft_data.py)
 
 Everything lands in one cache folder keyed by a hash of the data-relevant config, so a second run
 with the same settings (or one that only changes the GenRM's training knobs) starts training at once.
@@ -32,14 +33,16 @@ from genrm_ray.sft_data import LabelledSolution
 from genrm_ray.tasks import Problem, get_task
 from genrm_ray.train.config import TrainConfig
 
-DATA_VERSION = 1  # bump when the building code changes what a cached folder holds
+# Bump when the building code changes what a cached folder holds.
+# 2: the held-out verification set comes from the validation split (was test).
+DATA_VERSION = 2
 
 
 @dataclass
 class TaskSection:
     name: str = "last_letter"
     n_train: int = 400  # train-split problems: policy SFT, D_verify, D_cot, D_correct
-    n_heldout: int = 100  # test-split problems: the held-out verification set
+    n_heldout: int = 100  # validation-split problems: the held-out verification set
     seed: int = 0
 
 
@@ -143,7 +146,7 @@ def _build(build: DataBuild, folder: Path, log) -> dict[str, Any]:
     t0 = time.perf_counter()
     task = get_task(build.task.name)
     train = task.generate("train", build.task.n_train, seed=build.task.seed)
-    heldout = task.generate("test", build.task.n_heldout, seed=build.task.seed)
+    heldout = task.generate("validation", build.task.n_heldout, seed=build.task.seed)
     references = [LabelledSolution(p, task.reference_solution(p), True) for p in train]
     stats: dict[str, Any] = {"n_train_problems": len(train), "n_heldout_problems": len(heldout)}
     policy_done = folder / "policy.json"
