@@ -33,6 +33,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from genrm_ray import prompts
 from genrm_ray.config import to_dict
+from genrm_ray.run_logger import RunLogger
 from genrm_ray.train.config import TrainConfig
 from genrm_ray.train.data import BatchStream, Example, load_examples
 from genrm_ray.train.step import build_engine, deepspeed_config, train_step
@@ -214,7 +215,10 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
         with restored.as_directory() as ckpt_dir:
             _, client_state = engine.load_checkpoint(ckpt_dir, tag=CHECKPOINT_TAG)
         start = client_state["step"]
-    logger = _RankZeroLogger(cfg, start) if rank == 0 else None
+    log = cfg.logging
+    logger = RunLogger(cfg.output_dir, to_dict(cfg), cfg.train.max_steps, start, postfix=("loss", "padding_share"),
+                       wandb_project=log.wandb_project, wandb_entity=log.wandb_entity, wandb_mode=log.wandb_mode,
+                       progress_bar=log.progress_bar) if rank == 0 else None
 
     for step in range(start, hp.max_steps):
         if hp.fail_at_step == step + 1 and restored is None and rank == world - 1:
@@ -261,36 +265,3 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     torch.distributed.barrier()
     if logger:
         logger.close()
-
-
-class _RankZeroLogger:
-    """metrics.jsonl + wandb + tqdm, on rank 0 only."""
-
-    def __init__(self, cfg: TrainConfig, start: int):
-        import wandb
-        from tqdm import tqdm
-
-        run_dir = Path(cfg.output_dir)
-        self.file = (run_dir / "metrics.jsonl").open("a")
-        log = cfg.logging
-        self.wandb = wandb.init(
-            project=log.wandb_project or os.environ.get("WANDB_PROJECT", "genrm-ray"),
-            entity=log.wandb_entity or os.environ.get("WANDB_ENTITY"),
-            mode=log.wandb_mode or os.environ.get("WANDB_MODE", "offline"),
-            dir=str(run_dir),
-            name=run_dir.name,
-            config=to_dict(cfg),
-        )
-        self.bar = tqdm(total=cfg.train.max_steps, initial=start, desc="train", disable=not log.progress_bar)
-
-    def log(self, metrics: dict[str, Any]) -> None:
-        self.file.write(json.dumps(metrics) + "\n")
-        self.file.flush()
-        self.wandb.log(metrics, step=metrics["step"])
-        self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", pad=f"{metrics['padding_share']:.2f}")
-        self.bar.update(1)
-
-    def close(self) -> None:
-        self.bar.close()
-        self.wandb.finish()
-        self.file.close()
