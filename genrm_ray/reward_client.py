@@ -104,9 +104,12 @@ class RewardClient:
         """Synchronous ``ascore``; from inside a running event loop, await ``ascore`` instead."""
         try:
             asyncio.get_running_loop()
+            in_loop = True
         except RuntimeError:
-            return asyncio.run(self.ascore(prompts, responses, labels))
-        raise RuntimeError("RewardClient.score called inside a running event loop; use `await client.ascore(...)`")
+            in_loop = False
+        if in_loop:
+            raise RuntimeError("RewardClient.score called inside a running event loop; use `await client.ascore(...)`")
+        return asyncio.run(self.ascore(prompts, responses, labels))
 
     # --- internals --------------------------------------------------------------------------------
     def _items(self, prompts, responses, labels) -> list[dict]:
