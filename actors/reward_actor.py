@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 import ray
 
+from genrm_ray import prompts
 from genrm_ray.reward_client import RewardBatch, RewardClient
 
 KINDS = ("serve", "discriminative", "oracle")
@@ -37,10 +38,8 @@ KINDS = ("serve", "discriminative", "oracle")
 
 def question_of(task: str, prompt: str, i: int) -> str:
     """The question in a policy prompt, as the reward server recovers it; ValueError naming the item."""
-    from genrm_ray.serving.app import recover_question  # the server's rule, so every source reads prompts alike
-
     try:
-        return recover_question(task, prompt)
+        return prompts.question_of_prompt(task, prompt)  # the server's rule, so every source reads prompts alike
     except ValueError as e:
         raise ValueError(f"prompts[{i}]: {e}") from None
 

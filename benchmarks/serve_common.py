@@ -20,7 +20,9 @@ _TOKEN.write_text(secrets.token_hex(32))
 os.environ["RAY_AUTH_MODE"] = "token"
 os.environ["RAY_AUTH_TOKEN_PATH"] = str(_TOKEN)
 
-import genrm_ray  # noqa: E402,F401
+import genrm_ray.env  # noqa: E402
+
+genrm_ray.env.configure(entry_point=True)  # project caches + offline settings, before torch / vLLM / Ray load
 
 
 def free_port() -> int:

@@ -24,7 +24,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import genrm_ray  # noqa: E402,F401
+import genrm_ray.env  # noqa: E402
+
+genrm_ray.env.configure(entry_point=True)  # project caches + offline settings, before torch / vLLM / Ray load
 from genrm_ray import sft_data  # noqa: E402
 from genrm_ray.sft_data import LabelledSolution  # noqa: E402
 from genrm_ray.tasks import get_task  # noqa: E402

@@ -1,7 +1,11 @@
 """Process environment: every cache under one project-local folder, offline model loading.
 
-Applied once, on `import genrm_ray`, before torch, vLLM, Ray or DeepSpeed are imported by our code,
-so a job started with plain `python jobs/...` behaves like one started through `make`.
+Applied on `import genrm_ray`, before torch, vLLM, Ray or DeepSpeed are imported by our code, but
+only in genrm-ray's own processes: those where GENRM_CACHE_DIR is set. `make` exports it; jobs,
+benchmarks and tests call ``configure(entry_point=True)`` first, which sets it to <repo>/.cache when
+missing; Ray workers and vLLM engine processes inherit it. A process that only imports a client
+piece (an RL trainer loading genrm_ray.integrations) has no GENRM_CACHE_DIR, and nothing changes
+there: its HF cache, hub access and wandb mode stay its own.
 Values already set in the environment win, so an operator can point any cache elsewhere.
 """
 
@@ -18,7 +22,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GENRM_CACHE_DIR") or REPO_ROOT / ".cache")
 
 
-def configure() -> None:
+def configure(entry_point: bool = False) -> None:
+    """Set the defaults below (setdefault) when GENRM_CACHE_DIR is set; ``entry_point=True`` (jobs,
+    benchmarks, tests) sets it to <repo>/.cache first when missing."""
+    if entry_point:
+        os.environ.setdefault("GENRM_CACHE_DIR", str(REPO_ROOT / ".cache"))
+    if not os.environ.get("GENRM_CACHE_DIR"):
+        return
     root = cache_dir()
     defaults = {
         # No model hub here (and none wanted in production): load local directories only.

@@ -62,6 +62,27 @@ def solve_prompt(task_name: str, question: str) -> str:
     return f"{instruction(task_name)}\n\nQ: {question.strip()}\n{THINK}\n"
 
 
+def question_of_prompt(task_name: str, prompt: str) -> str:
+    """The question inside a policy ``prompt`` (what RL loops send reward servers): either the bare
+    question, or the full ``solve_prompt`` of ``task_name`` (trailing newline optional). ValueError
+    says what does not fit."""
+    head = instruction(task_name) + "\n\nQ: "
+    if prompt.startswith(head):
+        body = prompt[len(head):].rstrip("\n")
+        if not body.endswith("\n" + THINK):
+            raise ValueError(f"prompt starts like the solve prompt of task {task_name!r} but does not end with {THINK!r}")
+        question = body[: -len(THINK) - 1].strip()
+        if not question:
+            raise ValueError("prompt is a solve prompt with an empty question")
+        return question
+    for other in PROBLEM_NOUNS:
+        if other != task_name and prompt.startswith(instruction(other)):
+            raise ValueError(f"prompt is a solve prompt of task {other!r} but the item's task is {task_name!r}; set 'task'")
+    if not prompt.strip():
+        raise ValueError("prompt is blank")
+    return prompt.strip()
+
+
 def _with_solution(task_name: str, question: str, solution: str) -> str:
     return solve_prompt(task_name, question) + solution.strip() + "\n"
 

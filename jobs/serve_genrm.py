@@ -20,7 +20,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import genrm_ray  # noqa: E402,F401  (caches and offline settings first)
+import genrm_ray.env  # noqa: E402
+
+genrm_ray.env.configure(entry_point=True)  # project caches + offline settings, before torch / vLLM / Ray load
 from genrm_ray.config import ConfigError  # noqa: E402
 from genrm_ray.serving.config import load_serve_config  # noqa: E402
 

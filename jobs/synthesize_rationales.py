@@ -22,7 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import genrm_ray  # noqa: E402,F401  (caches and offline settings first)
+import genrm_ray.env  # noqa: E402
+
+genrm_ray.env.configure(entry_point=True)  # project caches + offline settings, before torch / vLLM / Ray load
 from genrm_ray.config import ConfigError, load_config, to_dict  # noqa: E402
 from genrm_ray.synthesis import SynthesisConfig  # noqa: E402
 

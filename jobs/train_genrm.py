@@ -9,7 +9,9 @@ Recipe: (1) build or reuse the data (problems, SFT'd policy, Ray Data + vLLM pol
 D_verify / D_cot / D_correct; genrm_ray.pipeline), unless the config names ready dataset files;
 (2) train the verifier (genrm_ray.train.run_training; `genrm.objective` switches GenRM direct / CoT);
 (3) held-out accuracy and AUROC of p(Yes) from the engine's next-token log-probabilities;
-(4) summary.json, loss_curve.png and the printed summary in the run dir.
+(4) summary.json, loss_curve.png and the printed summary in the run dir; (5) if `eval.best_of_n_config`
+names an evaluation config (the embedded default does), Best-of-N of the new verifier against its
+baselines on the policy's solution pools, with table and plots in <run dir>/eval (genrm_ray.evaluation).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import genrm_ray  # noqa: E402  (caches and offline settings first)
+import genrm_ray.env  # noqa: E402
+
+genrm_ray.env.configure(entry_point=True)  # project caches + offline settings, before torch / vLLM / Ray load
 from genrm_ray import sft_data  # noqa: E402
 from genrm_ray.config import ConfigError, load_config, to_dict  # noqa: E402
 from genrm_ray.pipeline import GenRMJobConfig  # noqa: E402
@@ -71,10 +75,28 @@ def check_inputs(cfg: GenRMJobConfig) -> None:
             missing.append("genrm.data.correct (or genrm.objective.lambda_correct=0)")
         if missing:
             raise JobInputError(f"dataset files were given, so the data is not built; also set: {', '.join(missing)}")
+    if cfg.eval.best_of_n_config:
+        best_of_n_config(cfg, policy="", verifier="")  # unknown keys / bad values fail now, not after training
     for key, path in [("genrm.model.path", g.model.path), ("data.base_model.path", cfg.data.base_model.path),
                       ("data.policy.path", cfg.data.policy.path)]:
         if path and not (Path(path) / "config.json").is_file():
             raise JobInputError(f"{key}: {path} is not a Hugging Face model dir (no config.json)")
+
+
+def best_of_n_config(cfg: GenRMJobConfig, policy: str, verifier: str):
+    """The evaluation config for the verifier this job trains: models.policy and the verifier's entry
+    (genrm_direct, genrm_cot or discriminative) point at this run; output under <run dir>/eval."""
+    from genrm_ray.evaluation import EvalConfig
+
+    path = Path(cfg.eval.best_of_n_config)
+    if not path.is_absolute() and not path.is_file():
+        path = REPO / path  # configs name repo files relative to the checkout
+    if not path.is_file():
+        raise JobInputError(f"eval.best_of_n_config: no such file {path}")
+    g = cfg.genrm
+    key = "discriminative" if g.objective.name == "discriminative" else f"genrm_{g.objective.mode}"
+    filled = [f"models.policy={policy}", f"models.{key}={verifier}"] if policy else []
+    return load_config(EvalConfig, path, [*cfg.eval.best_of_n_overrides, *filled])
 
 
 def plot_losses(curves: dict[str, list[float]], path: Path, title: str) -> None:
@@ -168,6 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_summary(summary, run_dir)
+
+    # 5. Best-of-N of the new verifier and its baselines on the policy's solution pools.
+    if cfg.eval.best_of_n_config:
+        from genrm_ray.evaluation import run_evaluation
+
+        policy = data_info.get("policy") or cfg.data.policy.path or genrm.model.path
+        eval_cfg = best_of_n_config(cfg, policy=str(policy), verifier=str(result.hf_model))
+        results = run_evaluation(eval_cfg, run_dir / "eval")
+        summary["best_of_n"] = {"results": str(run_dir / "eval" / "results.json"), "wall_s": results["wall_s"]["total"]}
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return 0
 
 

@@ -74,23 +74,11 @@ async def _auth_and_count(request: Request, call_next):
 
 
 def recover_question(task: str, prompt: str) -> str:
-    """The question inside ``prompt``: either the bare question, or the full ``prompts.solve_prompt``
-    of ``task`` (instruction, ``Q: ...``, ``A: Let's think step by step.``, trailing newline optional)."""
-    head = prompts.instruction(task) + "\n\nQ: "
-    if prompt.startswith(head):
-        body = prompt[len(head):].rstrip("\n")
-        if not body.endswith("\n" + prompts.THINK):
-            raise RequestError(f"prompt starts like the solve prompt of task {task!r} but does not end with {prompts.THINK!r}")
-        question = body[: -len(prompts.THINK) - 1].strip()
-        if not question:
-            raise RequestError("prompt is a solve prompt with an empty question")
-        return question
-    for other in prompts.PROBLEM_NOUNS:
-        if other != task and prompt.startswith(prompts.instruction(other)):
-            raise RequestError(f"prompt is a solve prompt of task {other!r} but the item's task is {task!r}; set 'task'")
-    if not prompt.strip():
-        raise RequestError("prompt is blank")
-    return prompt.strip()
+    """prompts.question_of_prompt, with its complaint as a 4xx."""
+    try:
+        return prompts.question_of_prompt(task, prompt)
+    except ValueError as e:
+        raise RequestError(str(e)) from None
 
 
 def engine_options(cfg: ServeConfig) -> dict[str, Any]:

@@ -1,0 +1,34 @@
+"""genrm_ray.env: our own processes get the project caches and offline settings; a process that
+only imports a client piece (an RL trainer loading an adapter) keeps its environment untouched."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WATCHED = ["GENRM_CACHE_DIR", "HF_HUB_OFFLINE", "HF_HOME", "WANDB_MODE", "VLLM_CPU_KVCACHE_SPACE", "RAY_TMPDIR"]
+
+
+def _environment_after(code: str) -> dict[str, str | None]:
+    env = {k: v for k, v in os.environ.items() if k not in WATCHED}
+    script = f"import json, os\n{code}\nprint(json.dumps({{k: os.environ.get(k) for k in {WATCHED!r}}}))"
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_client_imports_leave_the_environment_alone():
+    seen = _environment_after("import genrm_ray, genrm_ray.reward_client, genrm_ray.integrations.trl, "
+                              "genrm_ray.integrations.openrlhf, genrm_ray.integrations.verl")
+    assert seen == {k: None for k in WATCHED}
+
+
+def test_entry_points_get_project_caches_and_offline_settings():
+    seen = _environment_after("import genrm_ray.env; genrm_ray.env.configure(entry_point=True)")
+    assert seen["GENRM_CACHE_DIR"] == str(REPO / ".cache")
+    assert seen["HF_HOME"] == str(REPO / ".cache" / "hf") and seen["HF_HUB_OFFLINE"] == "1"
+    assert seen["WANDB_MODE"] == "offline" and seen["VLLM_CPU_KVCACHE_SPACE"] == "1"
