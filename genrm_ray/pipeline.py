@@ -270,6 +270,10 @@ class EvalSection:
     backend: str = "vllm"  # generation backend that scores p(Yes): "vllm" | "hf"
     heldout: str = ""  # verify_direct JSONL of held-out (x, y, label); "" = the built held-out set
     engine_options: dict[str, Any] = field(default_factory=dict)  # make_backend(backend, dir, **options)
+    # After training: Best-of-N of the verifier just trained against its baselines (jobs/eval_best_of_n.py's
+    # config file; models.policy and the verifier's models.* entry are filled in). "" = skip.
+    best_of_n_config: str = ""
+    best_of_n_overrides: list[str] = field(default_factory=list)  # key=value overrides of that config
 
 
 @dataclass
