@@ -1,0 +1,69 @@
+"""GRPO curves: held-out pass@1 and mean reward of one or more runs (e.g. one per reward source).
+
+    python -m genrm_ray.rl.plots runs/grpo-genrm_cot runs/grpo-oracle --out docs/img/grpo_reward_sources.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """metrics.jsonl of a run, one row per step; a step logged again after a resume keeps its last row."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not a GRPO run dir (no metrics.jsonl)")
+    rows: dict[int, dict[str, Any]] = {}
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{i}: not JSON ({e})") from None
+        rows[row["step"]] = row
+    return [rows[k] for k in sorted(rows)]
+
+
+def plot_grpo_runs(runs: dict[str, list[dict[str, Any]]], path: str | Path) -> Path:
+    """Left: held-out pass@1 against wall-clock minutes; right: mean training reward against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, rows in runs.items():
+        evals = [(x.get("elapsed_s", 0.0) / 60, x["pass_at_1"]) for x in rows if "pass_at_1" in x]
+        left.plot(*zip(*evals), marker="o", ms=3, label=name)
+        steps = [(x["step"], x["reward_mean"]) for x in rows if "reward_mean" in x]
+        if steps:
+            right.plot(*zip(*steps), label=name)
+    left.set(xlabel="wall-clock minutes", ylabel="held-out pass@1", title="Held-out pass@1 during GRPO")
+    right.set(xlabel="GRPO step", ylabel="mean reward of the rollouts", title="Training reward (each source's own scale)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="Plot GRPO runs side by side")
+    p.add_argument("run_dirs", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+    runs = {}
+    for d in args.run_dirs:
+        cfg = json.loads((d / "grpo_config.json").read_text()) if (d / "grpo_config.json").is_file() else {}
+        runs[cfg.get("reward", {}).get("source", d.name)] = read_metrics(d)
+    print(plot_grpo_runs(runs, args.out))
+
+
+if __name__ == "__main__":
+    main()
