@@ -39,6 +39,10 @@ class RunLogger:
         self.bar.set_postfix({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in shown.items()})
         self.bar.update(1)
 
+    def note(self, text: str) -> None:
+        """A console line that does not break the progress bar."""
+        self.bar.write(text)
+
     def close(self) -> None:
         self.bar.close()
         self.wandb.finish()

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     from actors.reward_actor import RewardActor
     from actors.rollout_actor import RolloutActor
     from genrm_ray.rl.grpo import group_advantages, make_rollout_batch
-    from genrm_ray.rl.plots import plot_grpo_runs
+    from genrm_ray.rl.plots import plot_grpo_runs, read_metrics
     from genrm_ray.run_logger import RunLogger
     from genrm_ray.tasks import get_task
 
@@ -158,69 +158,83 @@ def main(argv: list[str] | None = None) -> int:
     t, r = cfg.train, cfg.rollout
     pad_id = AutoTokenizer.from_pretrained(cfg.models.policy).pad_token_id
 
-    reward = RewardActor.options(num_cpus=cfg.reward.num_cpus).remote(reward_source(cfg))
+    source = reward_source(cfg)
+    reward = RewardActor.options(num_cpus=cfg.reward.num_cpus).remote(source)
     rollout = RolloutActor.options(num_cpus=r.num_cpus).remote(cfg.models.policy, r.engine)
     policy = PolicyGroup(cfg.models.policy, t.num_workers, {
         "zero_stage": t.zero_stage, "bf16": t.bf16, "lr": t.lr, "weight_decay": t.weight_decay, "grad_clip": t.grad_clip,
         "micro_batch_size": t.micro_batch_size, "clip_eps": t.clip_eps, "kl_coef": t.kl_coef, "seed": t.seed,
         "warmup_steps": t.warmup_steps}, t.resources_per_worker)
     reference = ReferenceActor.options(num_cpus=0.25).remote(cfg.models.policy) if t.kl_coef > 0 else None
+    try:
+        start, ckpt = latest_checkpoint(run_dir)
+        elapsed_before = 0.0
+        if ckpt is not None:  # resume: optimizer and weights from the checkpoint, then the engine follows
+            elapsed_before = json.loads((ckpt / "state.json").read_text())["elapsed_s"]
+            policy.load_checkpoint(str(ckpt))
+            ray.get(rollout.update_weights.remote(policy.state_dict_ref(), start))
+            print(f"[grpo] resumed from {ckpt} (step {start})")
+        logger = RunLogger(run_dir, to_dict(cfg), t.steps, start, desc="grpo", postfix=("reward_mean", "pass_at_1"),
+                           wandb_project=cfg.logging.wandb_project, wandb_mode=cfg.logging.wandb_mode)
+        if start == 0:
+            logger.log({"step": 0, "pass_at_1": pass_at_1(rollout, task, eval_problems, cfg), "elapsed_s": 0.0})
 
-    start, ckpt = latest_checkpoint(run_dir)
-    elapsed_before = 0.0
-    if ckpt is not None:  # resume: optimizer and weights from the checkpoint, then the engine follows
-        elapsed_before = json.loads((ckpt / "state.json").read_text())["elapsed_s"]
-        policy.load_checkpoint(str(ckpt))
-        ray.get(rollout.update_weights.remote(policy.state_dict_ref(), start))
-        print(f"[grpo] resumed from {ckpt} (step {start})")
-    logger = RunLogger(run_dir, to_dict(cfg), t.steps, start, desc="grpo", postfix=("reward_mean", "pass_at_1"),
-                       wandb_project=cfg.logging.wandb_project, wandb_mode=cfg.logging.wandb_mode)
-    if start == 0:
-        logger.log({"step": 0, "pass_at_1": pass_at_1(rollout, task, eval_problems, cfg), "elapsed_s": 0.0})
+        t_run = time.perf_counter() - elapsed_before
+        for step in range(start + 1, t.steps + 1):
+            # The prompts of a step depend only on (seed, step), so a resumed run sees the same batches.
+            problems = random.Random(t.seed * 100_003 + step).sample(train_problems, r.prompts_per_step)
+            groups, rewards, details, t_rollout, t_wait = rollout_and_score(rollout, reward, problems, cfg, seed=t.seed + step)
 
-    t_run = time.perf_counter() - elapsed_before
-    for step in range(start + 1, t.steps + 1):
-        # The prompts of a step depend only on (seed, step), so a resumed run sees the same batches.
-        problems = random.Random(t.seed * 100_003 + step).sample(train_problems, r.prompts_per_step)
-        groups, rewards, details, t_rollout, t_wait = rollout_and_score(rollout, reward, problems, cfg, seed=t.seed + step)
+            t0 = time.perf_counter()
+            flat = [x for group in groups for x in group]
+            batch = make_rollout_batch([x.prompt_token_ids for x in flat], [x.token_ids for x in flat], pad_id)
+            batch.advantages = group_advantages(torch.tensor(rewards, dtype=torch.float32), r.group_size)
+            batch.old_logprobs = policy.logprobs(batch)
+            batch.ref_logprobs = ray.get(reference.logprobs.remote(batch)) if reference is not None else None
+            stats = policy.train_step(batch)
+            ray.get(rollout.update_weights.remote(policy.state_dict_ref(), step))
+            t_update = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
-        flat = [x for group in groups for x in group]
-        batch = make_rollout_batch([x.prompt_token_ids for x in flat], [x.token_ids for x in flat], pad_id)
-        batch.advantages = group_advantages(torch.tensor(rewards, dtype=torch.float32), r.group_size)
-        batch.old_logprobs = policy.logprobs(batch)
-        batch.ref_logprobs = ray.get(reference.logprobs.remote(batch)) if reference is not None else None
-        stats = policy.train_step(batch)
-        ray.get(rollout.update_weights.remote(policy.state_dict_ref(), step))
-        t_update = time.perf_counter() - t0
+            graded = [task.is_correct(x.text, p) for p, group in zip(problems, groups) for x in group]
+            metrics = {
+                "step": step, "reward_mean": sum(rewards) / len(rewards), "train_accuracy": sum(graded) / len(graded),
+                "kl": stats.get("kl", 0.0), "loss": stats["loss"], "clip_frac": stats.get("clip_frac", 0.0),
+                "grad_norm": stats.get("grad_norm", 0.0), "response_tokens": sum(len(x.token_ids) for x in flat) / len(flat),
+                "unfinished": sum(not x.finished for x in flat) / len(flat),
+                "empty_responses": sum(1 for d in details if d.get("empty")),
+                "k_used": sum(d.get("k_used", 0) for d in details) / len(details),
+                "rollout_s": t_rollout, "reward_wait_s": t_wait, "update_s": t_update,
+                "elapsed_s": time.perf_counter() - t_run,
+            }
+            out_of_time = t.budget_minutes > 0 and metrics["elapsed_s"] > 60 * t.budget_minutes
+            last = step == t.steps or out_of_time
+            if step % cfg.eval.every == 0 or last:
+                metrics["pass_at_1"] = pass_at_1(rollout, task, eval_problems, cfg)
+                logger.note(f"[grpo] step {step}: held-out pass@1 {metrics['pass_at_1']:.3f}, reward {metrics['reward_mean']:.3f}, "
+                            f"train acc {metrics['train_accuracy']:.3f}, KL {metrics['kl']:.4f}, "
+                            f"{metrics['response_tokens']:.0f} response tokens, rollout {t_rollout:.1f} s / reward wait "
+                            f"{t_wait:.1f} s / update {t_update:.1f} s, {metrics['elapsed_s'] / 60:.1f} min")
+            logger.log(metrics)
+            if step % cfg.checkpoint_every == 0 or last:
+                ckpt = run_dir / "checkpoints" / f"step_{step}"
+                policy.save_checkpoint(str(ckpt), tag=f"step_{step}")
+                # state.json is written last: it marks the checkpoint complete
+                (ckpt / "state.json").write_text(json.dumps({"step": step, "elapsed_s": metrics["elapsed_s"]}) + "\n")
+            if out_of_time:
+                print(f"[grpo] time budget of {t.budget_minutes} min reached after step {step}")
+                break
+        logger.close()
 
-        graded = [task.is_correct(x.text, p) for p, group in zip(problems, groups) for x in group]
-        metrics = {
-            "step": step, "reward_mean": sum(rewards) / len(rewards), "train_accuracy": sum(graded) / len(graded),
-            "kl": stats.get("kl", 0.0), "loss": stats["loss"], "clip_frac": stats.get("clip_frac", 0.0),
-            "grad_norm": stats.get("grad_norm", 0.0), "response_tokens": sum(len(x.token_ids) for x in flat) / len(flat),
-            "unfinished": sum(not x.finished for x in flat) / len(flat),
-            "empty_responses": sum(1 for d in details if d.get("empty")),
-            "k_used": sum(d.get("k_used", 0) for d in details) / len(details),
-            "rollout_s": t_rollout, "reward_wait_s": t_wait, "update_s": t_update,
-            "elapsed_s": time.perf_counter() - t_run,
-        }
-        out_of_time = t.budget_minutes > 0 and metrics["elapsed_s"] > 60 * t.budget_minutes
-        last = step == t.steps or out_of_time
-        if step % cfg.eval.every == 0 or last:
-            metrics["pass_at_1"] = pass_at_1(rollout, task, eval_problems, cfg)
-        logger.log(metrics)
-        if step % cfg.checkpoint_every == 0 or last:
-            ckpt = run_dir / "checkpoints" / f"step_{step}"
-            policy.save_checkpoint(str(ckpt), tag=f"step_{step}")
-            (ckpt / "state.json").write_text(json.dumps({"step": step, "elapsed_s": metrics["elapsed_s"]}) + "\n")  # written last: marks it complete
-        if out_of_time:
-            print(f"[grpo] time budget of {t.budget_minutes} min reached after step {step}")
-            break
-    logger.close()
+        policy.save_hf(str(run_dir / "hf_model"))
+    finally:  # actors, their placement group and a Serve app this job started must not outlive it
+        policy.shutdown()
+        for actor in (rollout, reward, reference):
+            if actor is not None:
+                ray.kill(actor)
+        if "app_name" in source and not cfg.reward.app_name:
+            from ray import serve
 
-    policy.save_hf(str(run_dir / "hf_model"))
-    from genrm_ray.rl.plots import read_metrics
+            serve.delete(source["app_name"])
 
     rows = read_metrics(run_dir)
     evals = [(x["step"], x["pass_at_1"]) for x in rows if "pass_at_1" in x]

@@ -49,7 +49,7 @@ class RewardSection:
     adaptive: bool = False
     batch_size: int = 64  # items per reward request
     retries: int = 3
-    num_cpus: float = 0.5  # the reward actor (a local model for `discriminative`)
+    num_cpus: float = 0.25  # the reward actor (it holds the model for `discriminative`)
 
 
 @dataclass
@@ -57,7 +57,7 @@ class RolloutSection:
     prompts_per_step: int = 16
     group_size: int = 8  # G responses per prompt; advantages are normalized within each group
     temperature: float = 1.0
-    max_tokens: int = 96
+    max_tokens: int = 160  # byte-level tokenizer: a 4-word last-letter solution is ~140 tokens
     chunks: int = 2  # rollouts go out in chunks so scoring of one overlaps generation of the next
     num_cpus: float = 0.5
     engine: dict[str, Any] = field(default_factory=dict)  # vLLM options (genrm_ray.engine.vllm_backend)
