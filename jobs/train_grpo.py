@@ -118,6 +118,10 @@ def pass_at_1(rollout, task, problems, cfg: GRPOConfig) -> float:
     return sum(correct) / len(correct)
 
 
+def mean_or(values: list[float], default: float = -1.0) -> float:
+    return sum(values) / len(values) if values else default
+
+
 def latest_checkpoint(run_dir: Path) -> tuple[int, Path | None]:
     done = sorted((int(p.parent.name.split("_")[1]), p.parent) for p in run_dir.glob("checkpoints/step_*/state.json"))
     return done[-1] if done else (0, None)
@@ -203,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
                 "unfinished": sum(not x.finished for x in flat) / len(flat),
                 "empty_responses": sum(1 for d in details if d.get("empty")),
                 "k_used": sum(d.get("k_used", 0) for d in details) / len(details),
+                # How well the reward tracks the ground truth on this step's rollouts (-1: no such rollout).
+                "reward_on_correct": mean_or([rw for rw, ok in zip(rewards, graded) if ok]),
+                "reward_on_wrong": mean_or([rw for rw, ok in zip(rewards, graded) if not ok]),
                 "rollout_s": t_rollout, "reward_wait_s": t_wait, "update_s": t_update,
                 "elapsed_s": time.perf_counter() - t_run,
             }
