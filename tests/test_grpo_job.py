@@ -79,3 +79,12 @@ def test_bad_config_fails_before_ray(override, message, tiny_model_dir, capsys):
 def test_missing_from_run_names_the_fix(tmp_path, capsys):
     assert train_grpo.main(["--config", TEST_CONFIG, f"models.from_run={tmp_path}"]) == 2
     assert "run jobs/train_genrm.py first" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("grpo_*.yaml")), ids=lambda p: p.name)
+def test_every_grpo_config_file_loads(path):
+    from genrm_ray.config import load_config
+    from genrm_ray.rl.config import GRPOConfig
+
+    cfg = load_config(GRPOConfig, path)  # unknown keys / wrong types fail here
+    assert cfg.rollout.group_size >= 2 and cfg.task.eval_split != "test"
