@@ -9,6 +9,8 @@ Direct p(Yes) at saturation (``--concurrency`` requests of ``--items`` items in 
   http     POST /v1/rewards on a 1-replica app (same engine options)
   handle   DeploymentHandle.score from this driver
   naive    GenRMScorer over the transformers backend, one item at a time
+GenRM-CoT at saturation (k=4, the served app's CoT settings): engine in-process vs HTTP vs handle,
+``--cot-requests`` requests of ``--cot-items`` items.
 CoT (k=4): n=K in one engine request (prefix computed once) vs K requests of n=1 (in-process);
 dedup on/off through HTTP on GRPO-like requests (groups of 8 answers with repeats).
 Writes benchmarks/results/serve_throughput.json.
@@ -66,6 +68,8 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--items", type=int, default=32)
     p.add_argument("--naive-items", type=int, default=200)
+    p.add_argument("--cot-requests", type=int, default=48)
+    p.add_argument("--cot-items", type=int, default=16)
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "serve_throughput.json"))
     args = p.parse_args()
     ckpt = checkpoint(args.checkpoint)
@@ -73,9 +77,22 @@ def main() -> None:
     results: dict = {"checkpoint": ckpt, "concurrency": args.concurrency, "items_per_request": args.items}
 
     from genrm_ray.scoring import CotSettings, GenRMScorer, VerifyItem
+    from genrm_ray.serving.config import load_serve_config
+
+    fixed = ["deployment.min_replicas=1", "deployment.max_replicas=1", f"deployment.max_ongoing_requests={args.concurrency}",
+             "scoring.cache_size=0", "scoring.dedup=false", f"scoring.max_items={max(args.items, 64)}", "http.auth_token_env="]
+    cfg = load_serve_config(REPO / "configs" / "serve_test.yaml", [f"checkpoint={ckpt}", *fixed])
+    sc = cfg.scoring  # the served CoT settings; the in-process engine uses the same ones
+    served_cot = CotSettings(k=4, temperature=sc.temperature, top_p=sc.top_p, max_rationale_tokens=sc.max_rationale_tokens,
+                             unfinished_p_yes=sc.unfinished_p_yes, seed=sc.seed)
+    results["cot_saturation"] = {"k": 4, "max_rationale_tokens": sc.max_rationale_tokens,
+                                 "requests": args.cot_requests, "items_per_request": args.cot_items}
 
     def batch(i: int) -> list[tuple[str, str]]:
         return random.Random(i).sample(pool, args.items)
+
+    def cot_batch(i: int) -> list[tuple[str, str]]:
+        return random.Random(10_000 + i).sample(pool, args.cot_items)
 
     # 1. engine in-process, and n=K sharing on/off
     async def in_process():
@@ -86,6 +103,9 @@ def main() -> None:
         await scorer.ascore_direct([VerifyItem("last_letter", q, s) for q, s in batch(-1)])  # warm-up
         out = {"engine": await saturate(lambda i: scorer.ascore_direct([VerifyItem("last_letter", q, s) for q, s in batch(i)]),
                                         args.requests, args.concurrency, args.items)}
+        out["cot_engine"] = await saturate(
+            lambda i: scorer.ascore_cot([VerifyItem("last_letter", q, s) for q, s in cot_batch(i)], served_cot),
+            args.cot_requests, args.concurrency, args.cot_items)
         cot_items = [VerifyItem("last_letter", q, s) for q, s in pool[:64]]
         settings = CotSettings(k=4, max_rationale_tokens=64, seed=0)
         for name, sc in [("cot_nK_shared", scorer), ("cot_n1_split", GenRMScorer(SplitN(backend)))]:
@@ -116,13 +136,9 @@ def main() -> None:
     # 3. Serve: HTTP and handle, one replica
     from ray import serve
 
-    from genrm_ray.serving.config import load_serve_config
     from genrm_ray.serving.loadtest import run_load
 
     start_ray()
-    fixed = ["deployment.min_replicas=1", "deployment.max_replicas=1", f"deployment.max_ongoing_requests={args.concurrency}",
-             "scoring.cache_size=0", f"scoring.max_items={max(args.items, 64)}", "http.auth_token_env="]
-    cfg = load_serve_config(REPO / "configs" / "serve_test.yaml", [f"checkpoint={ckpt}", *fixed])
     url, handle = deploy(cfg)
 
     def body(i: int) -> dict:
@@ -141,6 +157,25 @@ def main() -> None:
         results[k]["vs_engine"] = round(results[k]["rewards_per_s"] / results["engine"]["rewards_per_s"], 3)
     results["engine"]["vs_naive_hf"] = round(results["engine"]["rewards_per_s"] / results["naive_hf_one_at_a_time"]["rewards_per_s"], 1)
     print({k: results[k] for k in ("http", "handle")}, flush=True)
+
+    # GenRM-CoT at saturation: the same comparison where each item costs k rationales.
+    def cot_body(i: int) -> dict:
+        return {"items": [{"prompt": q, "response": s} for q, s in cot_batch(i)], "mode": "cot", "k": 4}
+
+    run_load(url + "/v1/rewards", cot_body, clients=4, total=4)  # warm-up
+    rep = run_load(url + "/v1/rewards", cot_body, clients=args.concurrency, total=args.cot_requests)
+    c = results["cot_saturation"]
+    c["engine"] = results.pop("cot_engine")
+    c["http"] = {"requests": rep.requests, "failures": rep.failures, "wall_s": round(rep.wall_s, 2),
+                 "rewards_per_s": round(rep.rewards_per_s, 1), "p50_s": round(rep.p50_s, 3), "p99_s": round(rep.p99_s, 3)}
+
+    async def cot_via_handle():
+        return await saturate(lambda i: handle.score.remote(cot_body(i)), args.cot_requests, args.concurrency, args.cot_items)
+
+    c["handle"] = asyncio.run(cot_via_handle())
+    for k in ("http", "handle"):
+        c[k]["vs_engine"] = round(c[k]["rewards_per_s"] / c["engine"]["rewards_per_s"], 3)
+    print({"cot_saturation": c}, flush=True)
 
     # 4. dedup on/off: GRPO-like groups (8 answers to one question, 3 distinct), CoT k=2
     def grpo(i: int) -> dict:
