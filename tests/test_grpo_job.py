@@ -78,7 +78,7 @@ def test_bad_config_fails_before_ray(override, message, tiny_model_dir, capsys):
 
 def test_missing_from_run_names_the_fix(tmp_path, capsys):
     assert train_grpo.main(["--config", TEST_CONFIG, f"models.from_run={tmp_path}"]) == 2
-    assert "run jobs/train_genrm.py first" in capsys.readouterr().err
+    assert "train the verifier first with jobs/train_genrm.py" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("grpo_*.yaml")), ids=lambda p: p.name)

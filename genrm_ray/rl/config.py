@@ -121,8 +121,9 @@ def load_grpo_config(path: str | Path | None, overrides: Sequence[str] = ()) -> 
     if m.from_run:
         summary = Path(m.from_run) / "summary.json"
         if not summary.is_file():
-            raise ConfigError(f"models.from_run: {summary} not found; run jobs/train_genrm.py first (make demo writes "
-                              "runs/demo) or set models.policy and models.verifier")
+            raise ConfigError(f"models.from_run: {summary} not found; train the verifier first with jobs/train_genrm.py "
+                              "(the command is in the header of configs/grpo_last_letter_cpu.yaml), or set "
+                              "models.policy and models.verifier")
         s = json.loads(summary.read_text())
         m.policy = m.policy or s.get("data", {}).get("policy", "")
         m.verifier = m.verifier or s.get("hf_model", "")
