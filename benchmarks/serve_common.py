@@ -55,15 +55,12 @@ def checkpoint(path: str | None) -> str:
 def deploy(cfg) -> tuple[str, object]:
     """Run the reward app on a free loopback port; (base URL, handle) once /healthz answers."""
     import requests
-    from ray import serve
-
-    from genrm_ray.serving.app import make_app
-
     from ray.serve.context import _get_global_client
 
-    serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
+    from genrm_ray.serving.app import deploy as deploy_app
+
+    handle = deploy_app(cfg, port=free_port())
     port = _get_global_client().http_config.port  # the first start's port stands on a redeploy
-    handle = serve.run(make_app(cfg), name=cfg.http.app_name, route_prefix=cfg.http.route_prefix)
     base = f"http://127.0.0.1:{port}{cfg.http.route_prefix.rstrip('/')}"
     while requests.get(base + "/healthz", timeout=30).status_code != 200:
         time.sleep(0.5)

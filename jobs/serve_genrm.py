@@ -50,11 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
-    from genrm_ray.serving.app import make_app
+    from genrm_ray.serving.app import deploy
 
     ray.init(address=args.address, log_to_driver=False)
-    serve.start(http_options={"host": cfg.http.host, "port": cfg.http.port})
-    serve.run(make_app(cfg), name=cfg.http.app_name, route_prefix=cfg.http.route_prefix)
+    deploy(cfg)
     url = f"http://{cfg.http.host}:{cfg.http.port}{cfg.http.route_prefix.rstrip('/')}"
     print(f"serving {cfg.checkpoint} as {cfg.model_name!r} at {url} (POST /v1/rewards, /get_reward); Ctrl-C stops",
           flush=True)

@@ -56,14 +56,11 @@ def reward_source(cfg: GRPOConfig) -> dict:
         return served | {"url": r.url, "token": os.environ.get("GENRM_REWARD_TOKEN")}
     if r.app_name:
         return served | {"app_name": r.app_name}
-    from ray import serve
-
-    from genrm_ray.serving.app import make_app
+    from genrm_ray.serving.app import deploy
     from genrm_ray.serving.config import load_serve_config
 
     serve_cfg = load_serve_config(r.serve_config, [f"checkpoint={cfg.models.verifier}", *r.serve_overrides])
-    serve.start(http_options={"host": serve_cfg.http.host, "port": serve_cfg.http.port})
-    serve.run(make_app(serve_cfg), name=serve_cfg.http.app_name, route_prefix=serve_cfg.http.route_prefix)
+    deploy(serve_cfg)
     print(f"[grpo] serving {cfg.models.verifier} as Serve app {serve_cfg.http.app_name!r}")
     return served | {"app_name": serve_cfg.http.app_name}
 

@@ -311,6 +311,15 @@ def make_app(cfg: ServeConfig):
     return GenRMRewardServer.options(**deployment_options(cfg)).bind(cfg, auth_token(cfg))
 
 
+def deploy(cfg: ServeConfig, port: int | None = None):
+    """Start Serve's HTTP proxy on cfg.http.host and ``port`` (default cfg.http.port; if Serve already
+    runs on this cluster its port stands) and run the app; returns its DeploymentHandle."""
+    from ray import serve
+
+    serve.start(http_options={"host": cfg.http.host, "port": cfg.http.port if port is None else port})
+    return serve.run(make_app(cfg), name=cfg.http.app_name, route_prefix=cfg.http.route_prefix)
+
+
 def build_app(args: dict[str, Any]):
     """Application builder for Serve config files and ``serve run``: ``args`` may hold ``config``
     (a serve YAML path), ``checkpoint`` and any dotted config key (``deployment.max_replicas``)."""
@@ -321,5 +330,5 @@ def build_app(args: dict[str, Any]):
     return make_app(load_serve_config(path, overrides))
 
 
-__all__ = ["GenRMRewardServer", "RequestError", "api", "build_app", "deployment_options", "engine_options",
+__all__ = ["GenRMRewardServer", "RequestError", "api", "build_app", "deploy", "deployment_options", "engine_options",
            "make_app", "recover_question"]
