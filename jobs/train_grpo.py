@@ -70,34 +70,35 @@ def rollout_and_score(rollout, reward, problems, cfg: GRPOConfig, seed: int):
     import ray
 
     from genrm_ray import prompts
+    from genrm_ray.integrations.common import blank_detail
     from genrm_ray.sampling import STOP
 
     r = cfg.rollout
     size = len(problems) // r.chunks
     chunks = [problems[i:i + size] for i in range(0, len(problems), size)]
-    groups, reward_refs, t_gen = [], [], 0.0
+    groups, items, pending, t_gen = [], [], [], 0.0  # items: (prompt text, problem, rollout), flat
     for c, chunk in enumerate(chunks):
         texts = [prompts.solve_prompt(p.task, p.question) for p in chunk]
         t = time.perf_counter()
         out = ray.get(rollout.generate.remote(texts, n=r.group_size, temperature=r.temperature,
                                               max_tokens=r.max_tokens, seed=seed + c, stop=STOP))
         t_gen += time.perf_counter() - t
-        flat = [(text, p, x) for text, p, group in zip(texts, chunk, out) for x in group]
         groups += out
-        # Empty responses cannot be verified (the endpoint rejects them): they get reward 0 below,
-        # openly counted in the metrics, never sent.
-        scored = [(text, x.text, p.answer) for text, p, x in flat if x.text.strip()]
-        ref = reward.score.remote(*map(list, zip(*scored))) if scored else None
-        reward_refs.append((ref, [bool(x.text.strip()) for _, _, x in flat]))
+        start = len(items)
+        items += [(text, p, x) for text, p, group in zip(texts, chunk, out) for x in group]
+        # Blank responses cannot be verified (the endpoint rejects them): reward 0 and a blank detail,
+        # as the framework adapters do (integrations.common.ascore_nonblank), counted in the metrics.
+        keep = [i for i in range(start, len(items)) if items[i][2].text.strip()]
+        if keep:
+            ref = reward.score.remote([items[i][0] for i in keep], [items[i][2].text for i in keep],
+                                      [items[i][1].answer for i in keep])
+            pending.append((keep, ref))
     t = time.perf_counter()
-    rewards, details = [], []
-    for ref, nonempty in reward_refs:
-        batch = ray.get(ref) if ref is not None else None
-        it = iter(zip(batch.rewards, batch.details)) if batch is not None else iter(())
-        for ok in nonempty:
-            rw, d = next(it) if ok else (0.0, {"empty": True})
-            rewards.append(rw)
-            details.append(d)
+    rewards, details = [0.0] * len(items), [blank_detail() for _ in items]
+    for keep, ref in pending:
+        batch = ray.get(ref)
+        for i, rw, d in zip(keep, batch.rewards, batch.details):
+            rewards[i], details[i] = rw, d
     return groups, rewards, details, t_gen, time.perf_counter() - t
 
 
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                 "kl": stats.get("kl", 0.0), "loss": stats["loss"], "clip_frac": stats.get("clip_frac", 0.0),
                 "grad_norm": stats.get("grad_norm", 0.0), "response_tokens": sum(len(x.token_ids) for x in flat) / len(flat),
                 "unfinished": sum(not x.finished for x in flat) / len(flat),
-                "empty_responses": sum(1 for d in details if d.get("empty")),
+                "empty_responses": sum(1 for d in details if d.get("blank")),
                 "k_used": sum(d.get("k_used", 0) for d in details) / len(details),
                 # How well the reward tracks the ground truth on this step's rollouts (-1: no such rollout).
                 "reward_on_correct": mean_or([rw for rw, ok in zip(rewards, graded) if ok]),
