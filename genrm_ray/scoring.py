@@ -70,6 +70,11 @@ class CotSettings:
     def __post_init__(self) -> None:
         if self.k < 1:
             raise ValueError(f"k must be >= 1, got {self.k}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.temperature == 0 and self.k > 1:
+            # Greedy decoding gives K copies of one rationale: voting over them is K times the cost of k=1.
+            raise ValueError(f"temperature=0 (greedy) makes all k={self.k} rationales identical; use k=1 or temperature > 0")
         if self.adaptive and not 1 <= self.min_k <= self.k:
             raise ValueError(f"min_k must be between 1 and k={self.k}, got {self.min_k}")
         if self.round_size < 1:

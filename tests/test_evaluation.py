@@ -146,6 +146,8 @@ def test_config_checks_name_the_key(tiny_model_dir, tmp_path):
         check_config(load_config(EvalConfig, TEST_CONFIG))
     with pytest.raises(EvalInputError, match="cot.k_curve"):
         check_config(cfg("cot.k_curve=[8]"))
+    with pytest.raises(EvalInputError, match="cot.temperature=0.0: must be > 0"):
+        check_config(cfg("cot.temperature=0.0"))
     with pytest.raises(EvalInputError, match="unique"):
         verifier_specs(cfg(f"models.genrm_direct={tiny_model_dir}", f"models.extra_direct={{GenRM: {tiny_model_dir}}}"))
 

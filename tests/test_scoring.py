@@ -75,6 +75,17 @@ def test_unfinished_value_is_configurable_and_validated():
         CotSettings(unfinished_p_yes=2.0)
 
 
+def test_greedy_voting_is_refused_before_the_engine_sees_it():
+    # vLLM rejects n > 1 at temperature 0 deep inside SamplingParams; the settings say why first.
+    with pytest.raises(ValueError, match="temperature=0 .*identical; use k=1"):
+        CotSettings(k=4, temperature=0.0)
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        CotSettings(k=1, temperature=-0.5)
+    backend = ScriptedBackend({"s": [0.8]})
+    (s,) = GenRMScorer(backend).score_cot([item("s")], CotSettings(k=1, temperature=0.0))
+    assert s.k_used == 1
+
+
 def test_normalized_variant():
     backend = ScriptedBackend({"s": [0.6]})
     (raw,) = GenRMScorer(backend).score_cot([item("s")], CotSettings(k=1))

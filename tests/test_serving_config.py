@@ -55,6 +55,7 @@ def test_trust_remote_code_only_when_configured(ckpt):
     ("deployment.max_replicas=0", "deployment.max_replicas"),
     ("engine.tensor_parallel_size=2", "accelerator=gpu"),
     ("scoring.cache_size=-1", "scoring.cache_size"),
+    ("scoring.temperature=0", "scoring.temperature: .*max_k=32"),
     ("deployment.max_replicass=2", "unknown config key"),
 ])
 def test_bad_serve_configs_fail_naming_the_key(override, message, ckpt):
