@@ -52,23 +52,50 @@ def main(argv: list[str] | None = None) -> int:
 
     from genrm_ray.serving.app import deploy
 
+    # SIGINT/SIGTERM only set an event: ray.init installed a SIGTERM handler that exits at once, and an
+    # exception raised from a handler inside Ray's Cython calls crashes the process, so ours replace it
+    # and the deploy (serve.run polls until every replica runs: minutes for a large model) runs in a
+    # thread. A signal during the deploy or while serving leads to the same cleanup below.
     ray.init(address=args.address, log_to_driver=False)
-    deploy(cfg)
-    url = f"http://{cfg.http.host}:{cfg.http.port}{cfg.http.route_prefix.rstrip('/')}"
-    print(f"serving {cfg.checkpoint} as {cfg.model_name!r} at {url} (POST /v1/rewards, /get_reward); Ctrl-C stops",
-          flush=True)
+    wake, stop = threading.Event(), threading.Event()
+    failure: list[BaseException] = []
 
-    stop = threading.Event()
+    def on_signal(signum: int, _frame) -> None:
+        if stop.is_set():  # a second signal: give up on the graceful path
+            raise SystemExit(128 + signum)
+        print(f"{signal.Signals(signum).name}: stopping", flush=True)
+        stop.set()
+        wake.set()
+
+    def start() -> None:
+        try:
+            deploy(cfg)
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            failure.append(e)
+        wake.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+        signal.signal(sig, on_signal)
+    print(f"deploying {cfg.http.app_name!r}: replicas load the model (Ctrl-C aborts)", flush=True)
+    threading.Thread(target=start, name="deploy", daemon=True).start()
+    wake.wait()
+    if not stop.is_set() and not failure:
+        url = f"http://{cfg.http.host}:{cfg.http.port}{cfg.http.route_prefix.rstrip('/')}"
+        print(f"serving {cfg.checkpoint} as {cfg.model_name!r} at {url} (POST /v1/rewards, /get_reward); "
+              "Ctrl-C stops", flush=True)
+        stop.wait()
     # Graceful: Serve stops routing new requests, lets in-flight ones finish (graceful_shutdown_timeout_s),
     # then the replicas stop their engines.
     print("shutting down", flush=True)
-    serve.delete(cfg.http.app_name)
-    if args.address is None:
-        serve.shutdown()
-    ray.shutdown()
+    try:
+        serve.delete(cfg.http.app_name)
+    finally:
+        if args.address is None:
+            serve.shutdown()
+        ray.shutdown()
+    if failure and not stop.is_set():
+        print(f"error: the reward app did not start: {failure[0]!r}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -52,3 +52,58 @@ def test_autoscales_up_survives_a_replica_kill_and_scales_down(reward_server):
     assert report.requests > 16 and report.items == 8 * report.requests
     downscale_s = wait_for_replicas(app, dep, 1, timeout_s=120)
     print(f"downscale to 1 replica after {downscale_s:.1f} s")
+
+
+
+@pytest.mark.parametrize("where,when", [("local", "deploying"), ("cluster", "serving")])
+def test_serve_job_stops_gracefully_on_sigterm(where, when, ray_cluster, tiny_model_dir):
+    """jobs/serve_genrm.py exits 0 through its shutdown path on SIGTERM. Local, while the replicas are
+    still loading: ray.init installed a SIGTERM handler that exits at once, so the job's own must be in
+    place by then; afterwards the HTTP port is closed. On a cluster, once serving: the job deletes its
+    app, and only it; the cluster stays up."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from ray import serve
+
+    from tests.fixtures.ray_cluster import free_port
+
+    repo = Path(__file__).resolve().parents[1]
+    app, port = "genrm-signal-test", free_port()
+    args = [sys.executable, str(repo / "jobs" / "serve_genrm.py"), "--checkpoint", str(tiny_model_dir),
+            "--config", str(repo / "configs" / "serve_test.yaml"), f"http.app_name={app}",
+            "http.route_prefix=/signal-test", f"http.port={port}"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    if where == "cluster":
+        args += ["--address", ray_cluster.address]
+        env |= ray_cluster.env
+    proc = subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 240
+        while not any(line.startswith(when + " ") for line in lines):
+            assert proc.poll() is None, f"serve_genrm.py exited before {when!r}:\n" + "".join(lines[-40:])
+            assert time.monotonic() < deadline, f"serve_genrm.py did not report {when!r} within 240 s"
+            time.sleep(0.2)
+        if when == "serving":
+            assert serve.status().applications[app].status == "RUNNING"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 0, "".join(lines[-40:])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(timeout=10)
+    assert "shutting down\n" in lines
+    assert "SIGTERM: stopping\n" in lines
+    if where == "cluster":
+        assert app not in serve.status().applications
+    else:
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, "the job's HTTP proxy still listens after exit"
