@@ -277,10 +277,12 @@ class PoolProblem:
     solutions: list[str]
     correct: list[bool]
     answers: list[str | None]
+    truncated: list[bool] = field(default_factory=list)  # the policy hit pool.max_tokens
     scores: dict[str, list[float]] = field(default_factory=dict)  # verifier -> reward per solution
     p_yes: dict[str, list[list[float]]] = field(default_factory=dict)  # CoT verifiers: per rationale
     k_used: dict[str, list[int]] = field(default_factory=dict)
     tokens: dict[str, list[int]] = field(default_factory=dict)
+    unfinished: dict[str, list[int]] = field(default_factory=dict)  # CoT: rationales cut at the budget
 
 
 def load_problem_sets(cfg: EvalConfig) -> dict[str, list[Problem]]:
@@ -300,7 +302,7 @@ def load_problem_sets(cfg: EvalConfig) -> dict[str, list[Problem]]:
 
 def build_pools(cfg: EvalConfig, sets: dict[str, list[Problem]], log=print) -> dict[str, list[PoolProblem]]:
     """Sample pool.size solutions per problem with the policy (Ray Data + vLLM), grade them."""
-    from genrm_ray.sampling import sample_solutions
+    from genrm_ray.sampling import sample_solutions, truncated_share, truncation_warning
 
     # One sampling pass over every set (one engine load); a problem in two sets is sampled once.
     unique = {p.id: p for problems in sets.values() for p in problems}
@@ -312,17 +314,24 @@ def build_pools(cfg: EvalConfig, sets: dict[str, list[Problem]], log=print) -> d
         concurrency=p.concurrency, batch_size=p.batch_size, num_cpus=p.num_cpus, num_gpus=p.num_gpus,
         engine_options=p.engine_options,
     )
-    by_problem: dict[str, list[str]] = {}
+    by_problem: dict[str, list] = {}
     for s in samples:
-        by_problem.setdefault(s.problem_id, []).append(s.solution)
+        by_problem.setdefault(s.problem_id, []).append(s)
     shared: dict[str, PoolProblem] = {}  # one object per problem: a problem in two sets is scored once
     for pid, prob in unique.items():
         task = get_task(prob.task)
-        sols = by_problem.get(pid, [])
-        if len(sols) != p.size:
-            raise RuntimeError(f"problem {pid}: expected {p.size} samples, got {len(sols)}")
-        shared[pid] = PoolProblem(prob, sols, [task.is_correct(s, prob) for s in sols], [task.extract_answer(s) for s in sols])
-    return {name: [shared[prob.id] for prob in problems] for name, problems in sets.items()}
+        got = by_problem.get(pid, [])
+        if len(got) != p.size:
+            raise RuntimeError(f"problem {pid}: expected {p.size} samples, got {len(got)}")
+        sols = [s.solution for s in got]
+        shared[pid] = PoolProblem(prob, sols, [task.is_correct(s, prob) for s in sols],
+                                  [task.extract_answer(s) for s in sols], [s.finish_reason == "length" for s in got])
+    pools = {name: [shared[prob.id] for prob in problems] for name, problems in sets.items()}
+    for name, problems in sets.items():
+        if warning := truncation_warning(truncated_share([s for prob in problems for s in by_problem[prob.id]]),
+                                         "pool.max_tokens", p.max_tokens):
+            log(f"[pool] {name}: {warning}")
+    return pools
 
 
 def score_pools(cfg: EvalConfig, pools: dict[str, list[PoolProblem]], spec: VerifierSpec) -> None:
@@ -348,6 +357,8 @@ def score_pools(cfg: EvalConfig, pools: dict[str, list[PoolProblem]], spec: Veri
         pp.p_yes[spec.name] = [json.loads(r["p_yes"]) for r in results]
         pp.k_used[spec.name] = [int(r["k_used"]) for r in results]
         pp.tokens[spec.name] = [int(r["rationale_tokens"]) for r in results]
+        if spec.mode == "cot":
+            pp.unfinished[spec.name] = [int(r["unfinished"]) for r in results]
 
 
 # ---- metrics --------------------------------------------------------------------------------------
@@ -375,6 +386,7 @@ def pool_metrics(cfg: EvalConfig, pool: Sequence[PoolProblem], verifiers: Sequen
         "n_problems": len(pool),
         "pool_size": cfg.pool.size,
         "policy_accuracy": sum(sum(pp.correct) for pp in pool) / (len(pool) * cfg.pool.size),
+        "truncated_share": sum(sum(pp.truncated) for pp in pool) / (len(pool) * cfg.pool.size),
         "pass@1": _ci([pass_at_n(pp.correct, 1) for pp in pool]),
         "pass@n": {str(n): _ci([pass_at_n(pp.correct, n) for pp in pool]) for n in ns},
         "best_of_n": {},
@@ -385,6 +397,10 @@ def pool_metrics(cfg: EvalConfig, pool: Sequence[PoolProblem], verifiers: Sequen
                                                 seed=hash_seed(pp.problem.id, n)) for pp in pool]) for n in ns}
     for spec in verifiers:
         out["best_of_n"][spec.name] = best_of_n_curve(pool, [pp.scores[spec.name] for pp in pool], ns)
+        if spec.mode == "cot":  # rationales that never reached the verdict within cot.max_rationale_tokens
+            drawn = sum(sum(pp.k_used[spec.name]) for pp in pool)
+            cut = sum(sum(pp.unfinished[spec.name]) for pp in pool)
+            out.setdefault("cot_unfinished_share", {})[spec.name] = cut / drawn if drawn else 0.0
     fixed = next((s for s in verifiers if s.mode == "cot" and not s.adaptive and s.name == "GenRM-CoT"), None)
     if fixed is not None:
         out["cot_k_curve"] = {
@@ -447,7 +463,8 @@ def markdown_report(results: dict[str, Any]) -> str:
     for set_name, m in results["sets"].items():
         ns = list(m["pass@n"])
         lines += [f"### {set_name}: {m['n_problems']} problems, pool of {m['pool_size']}, "
-                  f"policy accuracy {m['policy_accuracy']:.3f}", "",
+                  f"policy accuracy {m['policy_accuracy']:.3f}, "
+                  f"{m.get('truncated_share', 0.0):.1%} of solutions cut at the token limit", "",
                   "| verifier | " + " | ".join(f"N={n}" for n in ns) + " |",
                   "|---|" + "---|" * len(ns)]
 
@@ -478,6 +495,9 @@ def markdown_report(results: dict[str, Any]) -> str:
                              f"rationales, {mk['tokens_saved']:.1%} tokens).")
             else:
                 lines.append("No fixed K reaches the adaptive accuracy.")
+        if m.get("cot_unfinished_share"):
+            lines += ["", "Rationales cut at cot.max_rationale_tokens (scored as cot.unfinished_p_yes): " + ", ".join(
+                f"{name} {share:.1%}" for name, share in m["cot_unfinished_share"].items())]
         lines.append("")
     return "\n".join(lines)
 
@@ -542,7 +562,10 @@ def write_scores(pools: dict[str, list[PoolProblem]], path: Path) -> None:
                     f.write(json.dumps({
                         "set": set_name, "problem_id": pp.problem.id, "sample_index": i, "solution": sol,
                         "correct": pp.correct[i], "answer": pp.answers[i],
+                        "truncated": pp.truncated[i] if pp.truncated else None,
                         "scores": {k: v[i] for k, v in pp.scores.items()},
+                        # CoT verifiers: rationales drawn, and how many were cut before the verdict
+                        "rationales": {k: {"k": pp.k_used[k][i], "unfinished": v[i]} for k, v in pp.unfinished.items()},
                     }) + "\n")
 
 

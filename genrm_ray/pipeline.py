@@ -28,7 +28,7 @@ from typing import Any
 
 from genrm_ray import env, sft_data
 from genrm_ray.config import to_dict
-from genrm_ray.sampling import grade, sample_solutions
+from genrm_ray.sampling import grade, sample_solutions, truncated_share, truncation_warning
 from genrm_ray.sft_data import LabelledSolution
 from genrm_ray.tasks import Problem, get_task
 from genrm_ray.train.config import TrainConfig
@@ -168,6 +168,9 @@ def _build(build: DataBuild, folder: Path, log) -> dict[str, Any]:
         num_gpus=s.num_gpus, engine_options=s.engine_options,
     )
     stats["sampling_s"] = round(time.perf_counter() - t, 1)
+    stats["sampling_truncated_share"] = round(truncated_share(samples), 4)
+    if warning := truncation_warning(stats["sampling_truncated_share"], "data.sampling.max_tokens", s.max_tokens):
+        log(f"[data] {warning}")
     with (folder / "samples.jsonl").open("w") as f:
         for x in samples:
             f.write(json.dumps(dataclasses.asdict(x)) + "\n")

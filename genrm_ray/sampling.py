@@ -119,6 +119,23 @@ def sample_solutions(
     return samples
 
 
+TRUNCATION_WARN_SHARE = 0.05
+
+
+def truncated_share(samples: Sequence[Sample]) -> float:
+    """Share of samples that hit the token limit (finish_reason "length")."""
+    return sum(s.finish_reason == "length" for s in samples) / len(samples) if samples else 0.0
+
+
+def truncation_warning(share: float, key: str, max_tokens: int) -> str | None:
+    """A message when so many samples were cut at ``max_tokens`` that a too-small limit, not the policy,
+    decides their grades (a cut solution has no answer); None when the share is small."""
+    if share <= TRUNCATION_WARN_SHARE:
+        return None
+    return (f"warning: {share:.0%} of the policy's solutions stopped at {key}={max_tokens} tokens and count as "
+            f"wrong; if the task's solutions are longer than that, raise {key}")
+
+
 def grade(problems: Sequence[Problem], samples: Sequence[Sample]) -> list[LabelledSolution]:
     """Label every sample with its task's `is_correct` (the ground truth GenRM learns to predict)."""
     by_id = {p.id: p for p in problems}

@@ -94,11 +94,14 @@ def test_cot_k_curve_uses_the_first_k_rationales_and_adaptive_compute_is_counted
         pp.scores["GenRM-CoT"] = [sum(p) / 4 for p in pp.p_yes["GenRM-CoT"]]
         pp.tokens["GenRM-CoT"] = [40] * 8
         pp.k_used["GenRM-CoT"] = [4] * 8
+        pp.unfinished["GenRM-CoT"] = [1] * 8  # one of the four rationales cut at the budget
         pp.p_yes[adaptive.name] = [[0.95 if c else 0.05] * 2 for c in pp.correct]
         pp.scores[adaptive.name] = [p[0] for p in pp.p_yes[adaptive.name]]
         pp.tokens[adaptive.name] = [20] * 8
         pp.k_used[adaptive.name] = [2] * 8
+        pp.unfinished[adaptive.name] = [0] * 8
     m = pool_metrics(_cfg(), pool, [fixed, adaptive])
+    assert m["cot_unfinished_share"] == {"GenRM-CoT": 0.25, adaptive.name: 0.0}
     k1 = [best_of_n_accuracy([p[0] for p in pp.p_yes["GenRM-CoT"]], pp.correct, 4) for pp in pool]
     assert m["cot_k_curve"]["1"]["mean"] == pytest.approx(sum(k1) / 2)
     assert m["cot_k_curve"]["4"]["mean"] == pytest.approx(m["best_of_n"]["GenRM-CoT"]["4"]["mean"])
@@ -245,6 +248,14 @@ def test_eval_job_end_to_end(ray_cluster, tiny_model_dir, tmp_path):
             assert sum(acc) / len(acc) == pytest.approx(s["best_of_n"][v]["16"]["mean"])
         p1 = [pass_at_n([r["correct"] for r in rs], 1) for rs in by_problem.values()]
         assert sum(p1) / len(p1) == pytest.approx(s["pass@1"]["mean"])
+        # Cut solutions and rationales are counted, not hidden: the shares recompute from the rows.
+        assert s["truncated_share"] == pytest.approx(sum(r["truncated"] for r in rows) / len(rows))
+        cot_names = [v for v in verifiers if "CoT" in v]
+        assert sorted(s["cot_unfinished_share"]) == sorted(cot_names)
+        for v in cot_names:
+            cut = sum(r["rationales"][v]["unfinished"] for r in rows)
+            assert s["cot_unfinished_share"][v] == pytest.approx(cut / sum(r["rationales"][v]["k"] for r in rows))
+        assert all(set(r["rationales"]) == set(cot_names) for r in rows)
     problems = {p.id: p for p in task.generate("test", 3, seed=0)}
     for r in scores:
         if r["set"] == "test":

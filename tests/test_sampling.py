@@ -59,3 +59,14 @@ def test_bad_sampling_arguments_fail_before_ray(kwargs, message, tmp_path):
 def test_no_problems_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no problems"):
         sample_solutions([], tmp_path, n=1)
+
+
+def test_truncation_is_measured_and_warned_about_past_five_percent():
+    from genrm_ray.sampling import Sample, truncated_share, truncation_warning
+
+    samples = [Sample("p", i, "s", "length" if i < 3 else "stop") for i in range(20)]
+    assert truncated_share(samples) == 0.15
+    assert truncated_share([]) == 0.0
+    message = truncation_warning(0.15, "pool.max_tokens", 160)
+    assert message is not None and "15%" in message and "pool.max_tokens=160" in message
+    assert truncation_warning(0.05, "pool.max_tokens", 160) is None
