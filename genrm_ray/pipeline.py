@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genrm_ray import env, sft_data
+from genrm_ray import env, prompts, sft_data
 from genrm_ray.config import to_dict
 from genrm_ray.sampling import grade, sample_solutions, truncated_share, truncation_warning
 from genrm_ray.sft_data import LabelledSolution
@@ -273,6 +273,11 @@ class EvalSection:
     backend: str = "vllm"  # generation backend that scores p(Yes): "vllm" | "hf"
     heldout: str = ""  # verify_direct JSONL of held-out (x, y, label); "" = the built held-out set
     engine_options: dict[str, Any] = field(default_factory=dict)  # make_backend(backend, dir, **options)
+    # GenRM-CoT runs are scored on the held-out pairs by sampling rationales (reward = mean p(Yes)):
+    # the teacher-forced loss hides a verifier whose few verdict tokens ignore the solution.
+    cot_k: int = 4
+    cot_temperature: float = 1.0
+    cot_max_rationale_tokens: int = 512
     # After training: Best-of-N of the verifier just trained against its baselines (jobs/eval_best_of_n.py's
     # config file; models.policy and the verifier's models.* entry are filled in). "" = skip.
     best_of_n_config: str = ""
@@ -314,17 +319,21 @@ def auroc(scores: list[float], labels: list[bool]) -> float:
     return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
 
 
-def evaluate_verifier(model_dir: str | Path, heldout: str | Path, backend: str = "vllm", **options) -> dict[str, Any]:
+def evaluate_verifier(model_dir: str | Path, heldout: str | Path, backend: str = "vllm", cot=None,
+                      **options) -> dict[str, Any]:
     """Accuracy (score > 0.5 vs the label) and AUROC on a held-out verify_direct file.
 
     The score is a GenRM's raw p(" Yes") (as in the paper), or the discriminative RM's sigmoid, chosen
-    by the saved model's architecture.
+    by the saved model's architecture. With ``cot`` (scoring.CotSettings) a GenRM-CoT is scored the
+    way it is used: K sampled rationales per pair, reward = mean p(Yes); the share of rationales cut at
+    the budget is reported too.
     """
-    from genrm_ray.scoring import DiscriminativeScorer, GenRMScorer, is_classifier_dir
+    from genrm_ray.scoring import DiscriminativeScorer, GenRMScorer, VerifyItem, is_classifier_dir
 
     records = sft_data.load_sft_jsonl(heldout, kinds=["verify_direct"])
     labels = [bool(r.label) for r in records]
     texts = [r.prompt for r in records]
+    extra: dict[str, Any] = {}
     if is_classifier_dir(str(model_dir)):
         scores = DiscriminativeScorer(str(model_dir)).p_correct(texts)
     else:
@@ -332,12 +341,20 @@ def evaluate_verifier(model_dir: str | Path, heldout: str | Path, backend: str =
 
         engine = make_backend(backend, str(model_dir), **options)
         try:
-            scores = GenRMScorer(engine).p_yes(texts)
+            if cot is None:
+                scores = GenRMScorer(engine).p_yes(texts)
+            else:
+                items = [VerifyItem(r.task, *prompts.parse_verify_direct_prompt(r.task, r.prompt)) for r in records]
+                results = GenRMScorer(engine).score_cot(items, cot)
+                scores = [x.reward for x in results]
+                drawn = sum(x.k_used for x in results)
+                extra = {"cot_k": cot.k, "cot_temperature": cot.temperature,
+                         "unfinished_share": round(sum(x.unfinished for x in results) / drawn, 4)}
         finally:
             if hasattr(engine, "close"):
                 engine.close()  # vLLM's engine-core process goes now, not at interpreter exit
     accuracy = sum((p > 0.5) == y for p, y in zip(scores, labels)) / len(labels)
-    return {
+    return {**extra,
         "n": len(labels),
         "positives": sum(labels),
         "accuracy": round(accuracy, 4),

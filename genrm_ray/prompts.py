@@ -92,6 +92,17 @@ def verify_direct_prompt(task_name: str, question: str, solution: str) -> str:
     return _with_solution(task_name, question, solution) + DIRECT_QUESTION
 
 
+def parse_verify_direct_prompt(task_name: str, prompt: str) -> tuple[str, str]:
+    """(question, solution) of a ``verify_direct_prompt`` (held-out files store prompts); ValueError
+    says what does not fit."""
+    marker = "\n" + THINK + "\n"
+    if not prompt.endswith("\n" + DIRECT_QUESTION) or marker not in prompt:
+        raise ValueError(f"not a direct verification prompt of task {task_name!r}: {prompt[-80:]!r}")
+    head, rest = prompt.split(marker, 1)
+    question = question_of_prompt(task_name, head + "\n" + THINK)
+    return question, rest[: -len(DIRECT_QUESTION) - 1]
+
+
 def verify_cot_prompt(task_name: str, question: str, solution: str) -> str:
     """GenRM-CoT input; the model continues with a rationale ending in DIRECT_QUESTION + verdict."""
     return _with_solution(task_name, question, solution) + COT_TRIGGER

@@ -53,6 +53,13 @@ def check_inputs(cfg: GenRMJobConfig) -> None:
     g = cfg.genrm
     if cfg.eval.backend not in ("vllm", "hf"):
         raise JobInputError(f"eval.backend must be 'vllm' or 'hf', got {cfg.eval.backend!r}")
+    from genrm_ray.scoring import CotSettings
+
+    try:
+        CotSettings(k=cfg.eval.cot_k, temperature=cfg.eval.cot_temperature,
+                    max_rationale_tokens=cfg.eval.cot_max_rationale_tokens)
+    except ValueError as e:
+        raise JobInputError(f"eval.cot_k / eval.cot_temperature: {e}") from None
     if g.objective.name not in ("genrm", "discriminative"):
         raise JobInputError(
             f"genrm.objective.name must be 'genrm' or 'discriminative' (the baseline RM) in this job, got "
@@ -137,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[job] config {args.config} -> run dir {run_dir}")
 
     from genrm_ray.pipeline import build_or_reuse, evaluate_verifier
+    from genrm_ray.scoring import CotSettings
     from genrm_ray.train.loop import run_training
 
     genrm_ray.env.connect_ray(cfg.ray_address)
@@ -163,10 +171,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3. Held-out verification.
     t = time.perf_counter()
-    if genrm.objective.mode == "direct" or genrm.objective.name == "discriminative":
-        heldout_metrics = evaluate_verifier(result.hf_model, heldout, cfg.eval.backend, **cfg.eval.engine_options)
-    else:  # CoT verifiers are scored by generating rationales (not part of this job)
-        heldout_metrics = {"skipped": "held-out p(Yes) scoring covers objective.mode=direct"}
+    cot = None
+    if genrm.objective.name == "genrm" and genrm.objective.mode == "cot":
+        e = cfg.eval
+        cot = CotSettings(k=e.cot_k, temperature=e.cot_temperature, max_rationale_tokens=e.cot_max_rationale_tokens)
+    heldout_metrics = evaluate_verifier(result.hf_model, heldout, cfg.eval.backend, cot=cot, **cfg.eval.engine_options)
     eval_s = time.perf_counter() - t
 
     # 4. Summary.
@@ -210,12 +219,10 @@ def _verifier_name(genrm) -> str:
 def print_summary(s: dict, run_dir: Path) -> None:
     h = s["heldout"]
     print("\n=== GenRM summary ===")
-    if "accuracy" in h:
-        print(f"held-out verification: accuracy {h['accuracy']:.3f}  AUROC {h['auroc']:.3f}  "
-              f"({h['n']} pairs, {h['positives']} correct; mean score {h['mean_score_correct']:.3f} on correct, "
-              f"{h['mean_score_wrong']:.3f} on wrong)")
-    else:
-        print(f"held-out verification: {h['skipped']}")
+    how = f"GenRM-CoT, K={h['cot_k']} rationales at T={h['cot_temperature']}, {h['unfinished_share']:.1%} cut; " if "cot_k" in h else ""
+    print(f"held-out verification: {how}accuracy {h['accuracy']:.3f}  AUROC {h['auroc']:.3f}  "
+          f"({h['n']} pairs, {h['positives']} correct; mean score {h['mean_score_correct']:.3f} on correct, "
+          f"{h['mean_score_wrong']:.3f} on wrong)")
     print("final losses: " + "  ".join(f"{k} {v:.4f}" for k, v in s["final_loss"].items()))
     print(f"training: {s['steps']} steps, {s['train_tokens_per_s']:.0f} tokens/s, ZeRO-{s['zero_stage']}, "
           f"{s['num_workers']} workers")

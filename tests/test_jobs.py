@@ -94,7 +94,7 @@ def _bad_sft_file(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", ["missing_config", "unknown_key", "wrong_type", "missing_dataset", "malformed_dataset",
-                                  "bad_backend", "missing_model_dir"])
+                                  "bad_backend", "missing_model_dir", "greedy_cot_eval"])
 def test_bad_input_exits_nonzero_with_clear_message_before_training(case, tmp_path):
     run_dir = tmp_path / "run"
     tiny = ["--config", str(REPO / "configs" / "test_tiny.yaml"), f"run_dir={run_dir}"]
@@ -108,6 +108,7 @@ def test_bad_input_exits_nonzero_with_clear_message_before_training(case, tmp_pa
                               f"{tmp_path / 'verify.jsonl'}:2: not valid JSON"),
         "bad_backend": (tiny + ["eval.backend=tensorrt"], "eval.backend must be 'vllm' or 'hf'"),
         "missing_model_dir": (tiny + [f"data.base_model.path={tmp_path}"], f"data.base_model.path: {tmp_path} is not a Hugging Face model dir"),
+        "greedy_cot_eval": (tiny + ["eval.cot_temperature=0"], "eval.cot_k / eval.cot_temperature: temperature=0 (greedy)"),
     }[case]
     proc = _run_job(*args)
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -190,3 +191,35 @@ def test_objective_switch_trains_the_discriminative_baseline(ray_cluster, tmp_pa
     assert 0.0 < held["mean_score_correct"] < 1.0 and 0.0 < held["mean_score_wrong"] < 1.0
     assert set(summary["final_loss"]) == {"loss", "loss_verify"}
     assert "AUROC" in logs
+
+
+def test_cot_verifier_is_scored_on_heldout_pairs_by_sampling_rationales(tiny_model_dir, tmp_path):
+    """A CoT run's held-out metrics come from K sampled rationales per pair (not skipped): the held-out
+    direct prompts are parsed back to (question, solution) and scored as the evaluation would."""
+    import random
+
+    from genrm_ray import sft_data
+    from genrm_ray.engine import make_backend
+    from genrm_ray.pipeline import evaluate_verifier
+    from genrm_ray.scoring import CotSettings, GenRMScorer, VerifyItem
+    from genrm_ray.tasks import get_task
+
+    task, rng = get_task("last_letter"), random.Random(0)
+    items = [sft_data.LabelledSolution(p, c.solution, task.is_correct(c.solution, p))
+             for p in task.generate("validation", 4, seed=0) for c in task.candidate_solutions(p, 3, rng)]
+    held = sft_data.write_sft_jsonl(sft_data.build_verify_direct(items, balance=True, seed=0), tmp_path / "held.jsonl")
+    cot = CotSettings(k=2, temperature=1.0, max_rationale_tokens=16, unfinished_p_yes=0.25, seed=3)
+    metrics = evaluate_verifier(tiny_model_dir, held, "hf", cot=cot)
+    records = sft_data.load_sft_jsonl(held, kinds=["verify_direct"])
+    assert metrics["n"] == len(records) > 0 and metrics["cot_k"] == 2 and 0.0 <= metrics["unfinished_share"] <= 1.0
+    # The same pairs scored directly through the library give the same mean rewards.
+    expected = GenRMScorer(make_backend("hf", tiny_model_dir)).score_cot(
+        [VerifyItem("last_letter", *prompts_of(r)) for r in records], cot)
+    pos = [x.reward for x, r in zip(expected, records) if r.label]
+    assert metrics["mean_score_correct"] == pytest.approx(sum(pos) / len(pos), abs=1e-4)
+
+
+def prompts_of(record) -> tuple[str, str]:
+    from genrm_ray import prompts
+
+    return prompts.parse_verify_direct_prompt(record.task, record.prompt)

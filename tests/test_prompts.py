@@ -95,3 +95,11 @@ def test_too_long_example_is_an_error_not_a_truncation(tokenizer):
         prompts.tokenize_pair(tokenizer, prompts.solve_prompt("arithmetic", Q), SOL, max_length=5)
     with pytest.raises(ValueError, match="empty target"):
         prompts.tokenize_pair(tokenizer, "x", "")
+
+
+@pytest.mark.parametrize("task", ["last_letter", "gsm8k"])
+def test_direct_prompt_parses_back_to_question_and_solution(task):
+    question, solution = "Take the last letters of the words in \"ab cd\" and concatenate them.", "Line 1.\nThe answer is bd."
+    assert prompts.parse_verify_direct_prompt(task, prompts.verify_direct_prompt(task, question, solution)) == (question, solution)
+    with pytest.raises(ValueError, match="not a direct verification prompt"):
+        prompts.parse_verify_direct_prompt(task, prompts.verify_cot_prompt(task, question, solution))
