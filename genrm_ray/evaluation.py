@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from genrm_ray.best_of_n import best_of_n_accuracy, majority_vote_accuracy, mean_ci95, pass_at_n
+from genrm_ray.scoring import voting_temperature_problem
 from genrm_ray.tasks import Problem, get_task
 
 # ---- config ---------------------------------------------------------------------------------------
@@ -163,9 +164,9 @@ def check_config(cfg: EvalConfig) -> None:
         raise EvalInputError(f"scoring.backend must be 'vllm' or 'hf', got {cfg.scoring.backend!r}")
     if cfg.cot.k < 1 or any(not 1 <= k <= cfg.cot.k for k in cfg.cot.k_curve):
         raise EvalInputError(f"cot.k_curve={cfg.cot.k_curve} must lie in [1, cot.k={cfg.cot.k}]")
-    if cfg.cot.temperature < 0 or (cfg.cot.temperature == 0 and cfg.cot.k > 1):
+    if problem := voting_temperature_problem(cfg.cot.temperature, cfg.cot.k):
         raise EvalInputError(f"cot.temperature={cfg.cot.temperature}: must be > 0 for cot.k={cfg.cot.k} rationales "
-                             "(0 is greedy decoding, which gives k identical rationales; it needs cot.k=1)")
+                             f"({problem})")
     if cfg.cot.adaptive and not 1 <= cfg.cot.min_k <= cfg.cot.k:
         raise EvalInputError(f"cot.min_k={cfg.cot.min_k} must lie in [1, cot.k={cfg.cot.k}]")
     m = cfg.models

@@ -29,10 +29,12 @@ import asyncio
 import inspect
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from genrm_ray import prompts
-from genrm_ray.engine import GenerationBackend
+
+if TYPE_CHECKING:  # a type hint only: importing scoring (config checks, before Ray) stays free of torch
+    from genrm_ray.engine import GenerationBackend
 
 
 @dataclass(frozen=True)
@@ -70,17 +72,25 @@ class CotSettings:
     def __post_init__(self) -> None:
         if self.k < 1:
             raise ValueError(f"k must be >= 1, got {self.k}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if self.temperature == 0 and self.k > 1:
-            # Greedy decoding gives K copies of one rationale: voting over them is K times the cost of k=1.
-            raise ValueError(f"temperature=0 (greedy) makes all k={self.k} rationales identical; use k=1 or temperature > 0")
+        if problem := voting_temperature_problem(self.temperature, self.k):
+            raise ValueError(problem)
         if self.adaptive and not 1 <= self.min_k <= self.k:
             raise ValueError(f"min_k must be between 1 and k={self.k}, got {self.min_k}")
         if self.round_size < 1:
             raise ValueError(f"round_size must be >= 1, got {self.round_size}")
         if not 0.0 <= self.unfinished_p_yes <= 1.0:
             raise ValueError(f"unfinished_p_yes must be a probability, got {self.unfinished_p_yes}")
+
+
+def voting_temperature_problem(temperature: float, k: int) -> str | None:
+    """Why ``temperature`` cannot sample up to ``k`` rationales, or None. The one home of the rule that
+    CotSettings, the eval config and the serve config check (each naming its own key)."""
+    if temperature < 0:
+        return f"temperature must be >= 0, got {temperature}"
+    if temperature == 0 and k > 1:
+        # Greedy decoding gives K copies of one rationale: voting over them is K times the cost of k=1.
+        return f"temperature=0 (greedy) makes all k={k} rationales identical; use k=1 or temperature > 0"
+    return None
 
 
 def settled(p_yes: Sequence[float], settings: CotSettings) -> bool:

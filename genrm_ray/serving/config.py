@@ -102,6 +102,7 @@ def load_serve_config(path: str | Path | None = None, overrides: Sequence[str] =
 
 def check_serve_config(cfg: ServeConfig) -> None:
     """Everything checkable before Ray starts; ConfigError names the key."""
+    from genrm_ray.scoring import voting_temperature_problem
     from genrm_ray.tasks import TASKS
 
     if not cfg.checkpoint:
@@ -121,9 +122,8 @@ def check_serve_config(cfg: ServeConfig) -> None:
             raise ConfigError(f"{key}: must be >= {low}, got {value}")
     if not 1 <= s.default_k <= s.max_k:
         raise ConfigError(f"scoring.default_k: must be between 1 and scoring.max_k={s.max_k}, got {s.default_k}")
-    if s.temperature < 0 or (s.temperature == 0 and s.max_k > 1):
-        raise ConfigError(f"scoring.temperature: must be > 0 when requests may ask for up to scoring.max_k={s.max_k} "
-                          f"rationales (0 is greedy decoding, which gives identical rationales; it needs max_k=1), got {s.temperature}")
+    if problem := voting_temperature_problem(s.temperature, s.max_k):
+        raise ConfigError(f"scoring.temperature: requests may ask for up to scoring.max_k={s.max_k} rationales: {problem}")
     if d.max_replicas < max(d.min_replicas, 1):
         raise ConfigError(f"deployment.max_replicas: must be >= max(1, min_replicas={d.min_replicas}), got {d.max_replicas}")
     if cfg.engine.tensor_parallel_size > 1 and d.accelerator != "gpu":
