@@ -53,11 +53,8 @@ def check_inputs(cfg: GenRMJobConfig) -> None:
     g = cfg.genrm
     if cfg.eval.backend not in ("vllm", "hf"):
         raise JobInputError(f"eval.backend must be 'vllm' or 'hf', got {cfg.eval.backend!r}")
-    from genrm_ray.scoring import CotSettings
-
     try:
-        CotSettings(k=cfg.eval.cot_k, temperature=cfg.eval.cot_temperature,
-                    max_rationale_tokens=cfg.eval.cot_max_rationale_tokens)
+        heldout_cot_settings(cfg)
     except ValueError as e:
         raise JobInputError(f"eval.cot_k / eval.cot_temperature: {e}") from None
     if g.objective.name not in ("genrm", "discriminative"):
@@ -88,6 +85,14 @@ def check_inputs(cfg: GenRMJobConfig) -> None:
                       ("data.policy.path", cfg.data.policy.path)]:
         if path and not (Path(path) / "config.json").is_file():
             raise JobInputError(f"{key}: {path} is not a Hugging Face model dir (no config.json)")
+
+
+def heldout_cot_settings(cfg: GenRMJobConfig):
+    """How a GenRM-CoT run's held-out pairs are scored (eval.cot_*); ValueError names a bad value."""
+    from genrm_ray.scoring import CotSettings
+
+    e = cfg.eval
+    return CotSettings(k=e.cot_k, temperature=e.cot_temperature, max_rationale_tokens=e.cot_max_rationale_tokens)
 
 
 def best_of_n_config(cfg: GenRMJobConfig, policy: str, verifier: str):
@@ -144,7 +149,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[job] config {args.config} -> run dir {run_dir}")
 
     from genrm_ray.pipeline import build_or_reuse, evaluate_verifier
-    from genrm_ray.scoring import CotSettings
     from genrm_ray.train.loop import run_training
 
     genrm_ray.env.connect_ray(cfg.ray_address)
@@ -171,10 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3. Held-out verification.
     t = time.perf_counter()
-    cot = None
-    if genrm.objective.name == "genrm" and genrm.objective.mode == "cot":
-        e = cfg.eval
-        cot = CotSettings(k=e.cot_k, temperature=e.cot_temperature, max_rationale_tokens=e.cot_max_rationale_tokens)
+    cot = heldout_cot_settings(cfg) if genrm.objective.name == "genrm" and genrm.objective.mode == "cot" else None
     heldout_metrics = evaluate_verifier(result.hf_model, heldout, cfg.eval.backend, cot=cot, **cfg.eval.engine_options)
     eval_s = time.perf_counter() - t
 
