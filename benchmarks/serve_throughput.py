@@ -141,20 +141,26 @@ def main() -> None:
     start_ray()
     url, handle = deploy(cfg)
 
+    def served(body, requests: int, items: int, warmup: int, engine: dict) -> dict:
+        """HTTP and handle at saturation (``requests`` bodies, ``args.concurrency`` in flight), each
+        as a fraction of the in-process ``engine`` figure."""
+        run_load(url + "/v1/rewards", body, clients=4, total=warmup)
+        rep = run_load(url + "/v1/rewards", body, clients=args.concurrency, total=requests)
+        http = {"requests": rep.requests, "failures": rep.failures, "items": rep.items, "wall_s": round(rep.wall_s, 2),
+                "rewards_per_s": round(rep.rewards_per_s, 1), "p50_s": round(rep.p50_s, 3), "p99_s": round(rep.p99_s, 3)}
+
+        async def via_handle():
+            return await saturate(lambda i: handle.score.remote(body(i)), requests, args.concurrency, items)
+
+        out = {"http": http, "handle": asyncio.run(via_handle())}
+        for k in ("http", "handle"):
+            out[k]["vs_engine"] = round(out[k]["rewards_per_s"] / engine["rewards_per_s"], 3)
+        return out
+
     def body(i: int) -> dict:
         return {"items": [{"prompt": q, "response": s} for q, s in batch(i)]}
 
-    run_load(url + "/v1/rewards", body, clients=4, total=8)  # warm-up
-    http = run_load(url + "/v1/rewards", body, clients=args.concurrency, total=args.requests)
-    results["http"] = {"requests": http.requests, "failures": http.failures, "items": http.items, "wall_s": round(http.wall_s, 2),
-                       "rewards_per_s": round(http.rewards_per_s, 1), "p50_s": round(http.p50_s, 3), "p99_s": round(http.p99_s, 3)}
-
-    async def via_handle():
-        return await saturate(lambda i: handle.score.remote(body(i)), args.requests, args.concurrency, args.items)
-
-    results["handle"] = asyncio.run(via_handle())
-    for k in ("http", "handle"):
-        results[k]["vs_engine"] = round(results[k]["rewards_per_s"] / results["engine"]["rewards_per_s"], 3)
+    results.update(served(body, args.requests, args.items, warmup=8, engine=results["engine"]))
     results["engine"]["vs_naive_hf"] = round(results["engine"]["rewards_per_s"] / results["naive_hf_one_at_a_time"]["rewards_per_s"], 1)
     print({k: results[k] for k in ("http", "handle")}, flush=True)
 
@@ -162,19 +168,9 @@ def main() -> None:
     def cot_body(i: int) -> dict:
         return {"items": [{"prompt": q, "response": s} for q, s in cot_batch(i)], "mode": "cot", "k": 4}
 
-    run_load(url + "/v1/rewards", cot_body, clients=4, total=4)  # warm-up
-    rep = run_load(url + "/v1/rewards", cot_body, clients=args.concurrency, total=args.cot_requests)
     c = results["cot_saturation"]
     c["engine"] = results.pop("cot_engine")
-    c["http"] = {"requests": rep.requests, "failures": rep.failures, "wall_s": round(rep.wall_s, 2),
-                 "rewards_per_s": round(rep.rewards_per_s, 1), "p50_s": round(rep.p50_s, 3), "p99_s": round(rep.p99_s, 3)}
-
-    async def cot_via_handle():
-        return await saturate(lambda i: handle.score.remote(cot_body(i)), args.cot_requests, args.concurrency, args.cot_items)
-
-    c["handle"] = asyncio.run(cot_via_handle())
-    for k in ("http", "handle"):
-        c[k]["vs_engine"] = round(c[k]["rewards_per_s"] / c["engine"]["rewards_per_s"], 3)
+    c.update(served(cot_body, args.cot_requests, args.cot_items, warmup=4, engine=c["engine"]))
     print({"cot_saturation": c}, flush=True)
 
     # 4. dedup on/off: GRPO-like groups (8 answers to one question, 3 distinct), CoT k=2
