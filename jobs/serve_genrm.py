@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
     from ray import serve
+    from ray.serve.exceptions import RayServeException
 
     from genrm_ray.serving.app import deploy
 
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     print("shutting down", flush=True)
     try:
         serve.delete(cfg.http.app_name)
+    except RayServeException:  # the signal came before the deploy started Serve: no app to delete
+        pass
     finally:
         if args.address is None:
             serve.shutdown()
