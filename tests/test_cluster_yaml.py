@@ -47,6 +47,7 @@ def test_cluster_has_cpu_head_and_autoscaling_8_gpu_workers(cluster_config):
 def test_setup_installs_gpu_extra_and_start_commands_use_it(cluster_config):
     setup = " ".join(cluster_config["setup_commands"])
     assert "[gpu]" in setup and "genrm-ray" in setup
+    assert "--no-deps -r \"$HOME/genrm-ray/requirements/gpu.lock.txt\"" in setup  # the locked versions, not a resolve
     # The same interpreter must run Ray and the jobs: both start commands use the venv's ray.
     for key in ("head_start_ray_commands", "worker_start_ray_commands"):
         assert any("venv/bin/ray start" in c for c in cluster_config[key]), key

@@ -218,6 +218,8 @@ BAD_GET_REWARD = [
     ("labels length", {"query": ["ab c"], "prompts": ["ab"], "labels": [1, 2]}, "labels has 2"),
     ("missing prompts", {"query": ["ab c"]}, "prompts"),
     ("query of numbers", {"query": [1], "prompts": ["a"]}, "string"),
+    # Found by schemathesis 4.32: a blank prompt reached RewardRequest inside the route (a 500).
+    ("blank prompt", {"query": ["0"], "prompts": [""]}, "prompts[0] is blank"),
 ]
 
 

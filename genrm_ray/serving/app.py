@@ -197,6 +197,9 @@ class GenRMRewardServer:
 
     # --- internals ---------------------------------------------------------------------------
     def _response_of(self, i: int, query: str, prompt: str) -> str:
+        # Checked here, not by RewardRequest below: a ValidationError raised inside a route is a 500.
+        if not prompt.strip():
+            raise RequestError(f"prompts[{i}] is blank")
         if not query.startswith(prompt):
             raise RequestError(f"query[{i}] does not start with prompts[{i}] (each query must be prompt + response)")
         response = query[len(prompt):]
