@@ -44,7 +44,7 @@ demo: setup
 test: setup
 	$(PY) -m pytest tests -q
 
-# The fast tier needs no Ray, vLLM or DeepSpeed (tests/conftest.py fails it if one gets imported).
+# The fast tier needs no Ray, vLLM or DeepSpeed (tests/conftest.py fails a test that imports one).
 test-fast: setup
 	$(PY) -m pytest tests -q -m "not integration"
 

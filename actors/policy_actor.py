@@ -17,42 +17,16 @@ from __future__ import annotations
 import os
 import socket
 from contextlib import nullcontext
-from typing import Any
 
 import ray
 import torch
 
 import genrm_ray  # noqa: F401  (caches + offline settings inside the actor process)
+from genrm_ray.rl.config import PolicyTrainConfig
 from genrm_ray.rl.grpo import RolloutBatch, batch_logprobs, grpo_loss, micro_batches
+from genrm_ray.train.config import check_deepspeed
 
-DEFAULT_CFG: dict[str, Any] = {
-    "zero_stage": 2,
-    "bf16": False,
-    "lr": 1e-5,
-    "weight_decay": 0.0,
-    "grad_clip": 1.0,
-    "micro_batch_size": 8,
-    "clip_eps": 0.2,
-    "kl_coef": 0.0,
-    "seed": 0,
-    "warmup_steps": 0,
-}
 MEAN_STATS = ("loss", "pg_loss", "kl", "clip_frac", "ratio_mean")
-
-
-def check_cfg(cfg: dict[str, Any]) -> dict[str, Any]:
-    """``cfg`` over DEFAULT_CFG; unknown keys and impossible values fail here, before any actor starts."""
-    unknown = sorted(set(cfg) - set(DEFAULT_CFG))
-    if unknown:
-        raise ValueError(f"policy cfg: unknown key(s) {unknown}; known: {sorted(DEFAULT_CFG)}")
-    full = {**DEFAULT_CFG, **cfg}
-    if full["zero_stage"] not in (2, 3):
-        raise ValueError(f"policy cfg: zero_stage must be 2 or 3, got {full['zero_stage']}")
-    if full["micro_batch_size"] < 1 or full["warmup_steps"] < 0:
-        raise ValueError(f"policy cfg: micro_batch_size >= 1 and warmup_steps >= 0, got {full['micro_batch_size']}, {full['warmup_steps']}")
-    if full["lr"] <= 0 or full["clip_eps"] <= 0 or full["kl_coef"] < 0:
-        raise ValueError(f"policy cfg: lr > 0, clip_eps > 0, kl_coef >= 0, got {full['lr']}, {full['clip_eps']}, {full['kl_coef']}")
-    return full
 
 
 def _check_batch(batch: RolloutBatch, need_train_fields: bool) -> None:
@@ -64,14 +38,15 @@ def _check_batch(batch: RolloutBatch, need_train_fields: bool) -> None:
 class PolicyWorker:
     """One DeepSpeed rank holding (a ZeRO partition of) the policy; see the module docstring."""
 
-    def __init__(self, model_dir: str, rank: int, world_size: int, master_addr: str, master_port: int, cfg: dict):
+    def __init__(self, model_dir: str, rank: int, world_size: int, master_addr: str, master_port: int,
+                 cfg: PolicyTrainConfig):
         import torch.distributed as dist
         from transformers import AutoModelForCausalLM
 
-        from genrm_ray.train.config import DeepSpeedConfig, TrainHParams
+        from genrm_ray.train.config import TrainHParams
         from genrm_ray.train.step import build_engine
 
-        self.cfg = check_cfg(cfg)
+        self.cfg = cfg
         self.model_dir, self.rank, self.world_size = model_dir, rank, world_size
         # DeepSpeed reads these (without them it falls into MPI discovery); one node, so local = global.
         os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
@@ -81,26 +56,24 @@ class PolicyWorker:
             torch.cuda.set_device(0)  # Ray sets CUDA_VISIBLE_DEVICES to this actor's GPU
         dist.init_process_group("nccl" if on_gpu else "gloo", init_method=f"tcp://{master_addr}:{master_port}",
                                 rank=rank, world_size=world_size)
-        torch.manual_seed(self.cfg["seed"])
+        torch.manual_seed(cfg.seed)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-        c = self.cfg
-        ds = DeepSpeedConfig(zero_stage=c["zero_stage"], bf16=c["bf16"], gradient_clipping=c["grad_clip"])
         # min_lr_ratio=1: flat LR after warm-up (an RL run has no fixed horizon to decay over).
-        hp = TrainHParams(max_steps=max(1, c["warmup_steps"]) + 1, micro_batch_size=c["micro_batch_size"], grad_accum=1,
-                          lr=c["lr"], weight_decay=c["weight_decay"], warmup_steps=c["warmup_steps"],
-                          min_lr_ratio=1.0, seed=c["seed"])
-        self.engine = build_engine(model, ds, hp)
+        hp = TrainHParams(max_steps=max(1, cfg.warmup_steps) + 1, micro_batch_size=cfg.micro_batch_size, grad_accum=1,
+                          lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
+                          min_lr_ratio=1.0, seed=cfg.seed)
+        self.engine = build_engine(model, cfg.deepspeed, hp)
 
     def ready(self) -> int:
         return self.rank
 
     def _num_micro(self, batch: RolloutBatch) -> int:
-        return -(-len(batch) // self.cfg["micro_batch_size"])
+        return -(-len(batch) // self.cfg.micro_batch_size)
 
     def logprobs(self, batch: RolloutBatch) -> torch.Tensor:
         """[B, T] log-probs of the batch under the current weights, no grad (the "old" policy)."""
         self.engine.eval()
-        return batch_logprobs(self.engine, batch, self.cfg["micro_batch_size"])
+        return batch_logprobs(self.engine, batch, self.cfg.micro_batch_size)
 
     def train_step(self, batch: RolloutBatch) -> dict[str, float]:
         """One optimizer step over ``batch`` (micro-batches, gradients accumulated); grpo_loss stats
@@ -118,7 +91,7 @@ class PolicyWorker:
             logp = token_logprobs(self.engine, micro.input_ids.to(device), micro.attention_mask.to(device))
             ref = micro.ref_logprobs.to(device) if micro.ref_logprobs is not None else None
             loss, stats = grpo_loss(logp, micro.old_logprobs.to(device), ref, micro.advantages.to(device),
-                                    micro.response_mask.to(device), self.cfg["clip_eps"], self.cfg["kl_coef"])
+                                    micro.response_mask.to(device), self.cfg.clip_eps, self.cfg.kl_coef)
             weight = len(micro) / len(batch)  # shard mean = size-weighted mean of micro-batch means
             self.engine.backward(loss * weight)
             for k in MEAN_STATS:
@@ -134,7 +107,7 @@ class PolicyWorker:
 
         module = self.engine.module
         gather = (deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None)
-                  if self.cfg["zero_stage"] == 3 else nullcontext())
+                  if self.cfg.deepspeed.zero_stage == 3 else nullcontext())
         with gather:
             if self.rank != 0:
                 return {}
@@ -173,33 +146,37 @@ def _rendezvous() -> tuple[str, int]:
 
 
 class PolicyGroup:
-    """world_size PolicyWorkers in one STRICT_PACK placement group; data parallel over equal shards."""
+    """cfg.num_workers PolicyWorkers in one STRICT_PACK placement group; data parallel over equal shards."""
 
-    def __init__(self, model_dir: str, world_size: int, cfg: dict, resources_per_worker: dict, timeout_s: float = 600):
+    def __init__(self, model_dir: str, cfg: PolicyTrainConfig, timeout_s: float = 600):
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+        world_size = cfg.num_workers
         if world_size < 1:
-            raise ValueError(f"world_size must be >= 1, got {world_size}")
-        cfg = check_cfg(cfg)
-        resources = dict(resources_per_worker)
+            raise ValueError(f"train.num_workers must be >= 1, got {world_size}")
+        check_deepspeed(cfg.deepspeed, "train.deepspeed")
+        resources = dict(cfg.resources_per_worker)
         num_cpus, num_gpus = resources.pop("CPU", 1.0), resources.pop("GPU", 0.0)
         bundle = {"CPU": num_cpus, **({"GPU": num_gpus} if num_gpus else {}), **resources}
+        self.world_size, self.workers = world_size, []
         self.pg = placement_group([bundle] * world_size, strategy="STRICT_PACK")
-        ready, _ = ray.wait([self.pg.ready()], timeout=timeout_s)
-        if not ready:
-            ray.util.remove_placement_group(self.pg)
-            raise TimeoutError(f"PolicyGroup: {world_size} x {bundle} did not fit on one node within {timeout_s:.0f} s "
-                               f"(cluster: {ray.available_resources()})")
-        on = lambda i: PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i)  # noqa: E731
-        addr, port = ray.get(_rendezvous.options(scheduling_strategy=on(0)).remote())
-        self.workers = [
-            PolicyWorker.options(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources or None,
-                                 scheduling_strategy=on(rank)).remote(model_dir, rank, world_size, addr, port, cfg)
-            for rank in range(world_size)
-        ]
-        ray.get([w.ready.remote() for w in self.workers], timeout=timeout_s)
-        self.world_size = world_size
+        try:
+            ready, _ = ray.wait([self.pg.ready()], timeout=timeout_s)
+            if not ready:
+                raise TimeoutError(f"PolicyGroup: {world_size} x {bundle} did not fit on one node within {timeout_s:g} s "
+                                   f"(train.resources_per_worker; cluster: {ray.available_resources()})")
+            on = lambda i: PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=i)  # noqa: E731
+            addr, port = ray.get(_rendezvous.options(scheduling_strategy=on(0)).remote())
+            self.workers = [
+                PolicyWorker.options(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources or None,
+                                     scheduling_strategy=on(rank)).remote(model_dir, rank, world_size, addr, port, cfg)
+                for rank in range(world_size)
+            ]
+            ray.get([w.ready.remote() for w in self.workers], timeout=timeout_s)
+        except BaseException:  # the caller never gets a group to shut down: free what was placed here
+            self.shutdown()
+            raise
 
     def _shards(self, batch: RolloutBatch) -> list[RolloutBatch]:
         if len(batch) % self.world_size:

@@ -21,33 +21,23 @@ Cost: the weights are copied about four times (object store -> actor, blob, RPC 
 and on to the worker, load into the parameters), linear in model size. Measured on the 2-core CPU box
 (pack + RPC + load + cache reset, fp32): tiny (0.44 MiB) about 20 ms, "small" (4.3 MiB) about 25 ms,
 so fixed RPC overhead dominates at these sizes; end to end from a 2-rank ZeRO-3 PolicyGroup
-(gather + object store + update_weights) about 50 ms (tiny) and 70 ms (small). No engine restart, no KV-cache reallocation. On GPUs at scale the production path is different: trainer rank 0 broadcasts
+(gather + object store + update_weights) about 50 ms (tiny) and 70 ms (small). No engine restart,
+no KV-cache reallocation. On GPUs at scale the production path is different: trainer rank 0 broadcasts
 each tensor over NCCL straight into the vLLM workers (vLLM's NCCL weight-transfer engine), so
 weights never pass through the object store or host memory.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Any
 
 import ray
 import torch
 
 import genrm_ray  # noqa: F401  (caches + offline settings inside the actor process)
+from genrm_ray.rl.grpo import Rollout
 
 EXTENSION = "actors.rollout_actor.WeightSyncExtension"
-
-
-@dataclass
-class Rollout:
-    """One sampled response. ``finished``: stopped on EOS or a stop string, not on max_tokens."""
-
-    text: str  # stop strings removed
-    token_ids: list[int]  # what was sampled (the trained tokens), EOS included when it stopped on EOS
-    prompt_token_ids: list[int]  # the prompt as the engine saw it (with <s>)
-    finished: bool
 
 
 def pack_weights(weights: dict[str, torch.Tensor]) -> bytes:
@@ -90,7 +80,6 @@ class RolloutActor:
         self.backend = VLLMBackend(model_dir, **options)
         self.tokenizer = self.backend.tokenizer
         self.version = 0
-        self.last_sync_s = 0.0
 
     def generate(
         self,
@@ -102,10 +91,10 @@ class RolloutActor:
         stop: list[str] | None = None,
     ) -> list[list[Rollout]]:
         """n responses per prompt. ``stop`` None: the policy's solve-format stops
-        (``genrm_ray.sampling.STOP``, the ones the training pipeline samples with); [] for EOS only."""
-        from genrm_ray.sampling import STOP
+        (``genrm_ray.prompts.SOLVE_STOPS``, the ones the training pipeline samples with); [] for EOS only."""
+        from genrm_ray.prompts import SOLVE_STOPS
 
-        stop = STOP if stop is None else stop
+        stop = SOLVE_STOPS if stop is None else stop
         completions = self.backend.generate(prompts, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed, stop=stop)
         # vLLM tokenizes a text prompt with the same tokenizer (add_special_tokens=True -> <s> first).
         prompt_ids = self.tokenizer(list(prompts)).input_ids
@@ -139,21 +128,15 @@ class RolloutActor:
         """Load the policy's HF-named ``weights`` into the engine and drop the stale prefix cache."""
         if not weights:
             raise ValueError("update_weights: empty state dict (pass rank 0's PolicyGroup.state_dict_ref())")
-        t0 = time.perf_counter()
         loaded = self.backend.llm.collective_rpc("genrm_load_weights", args=(pack_weights(weights),))
         if any(n != len(weights) for n in loaded):
             raise RuntimeError(f"weight sync: workers loaded {loaded} tensors, expected {len(weights)}")
         if not self.backend.llm.reset_prefix_cache():
             raise RuntimeError("weight sync: vLLM refused to reset the prefix cache (requests still running)")
         self.version = version
-        self.last_sync_s = time.perf_counter() - t0
 
     def weights_version(self) -> int:
         return self.version
-
-    def sync_seconds(self) -> float:
-        """Wall time of the last ``update_weights`` inside this actor (pack + RPC + load + cache reset)."""
-        return self.last_sync_s
 
     def close(self) -> None:
         self.backend.close()

@@ -1,9 +1,11 @@
 """Throughput of the GenRM DeepSpeed step (genrm_ray.train.step) on one device, ZeRO-2 and ZeRO-3.
 
 Builds a random-init Llama from a config (no download), then for each ZeRO stage times
-``train_step`` on a GenRM step: a D_verify batch and a D_correct batch per step (lambda = 1),
-bf16, gradient checkpointing, AdamW. Prints and writes JSON: tokens/s (all tokens fed) and model
-TFLOP/s counting 6 N FLOPs per token (N = all parameters, tied embeddings once).
+``train_step`` on a GenRM step: a D_verify batch and a D_correct batch per step (lambda = 1), fed
+as ONE forward and backward over both stacked (``step.genrm_loss``), bf16, gradient checkpointing,
+AdamW. Prints and writes JSON: tokens/s (all tokens fed) and model TFLOP/s counting 6 N FLOPs per
+token (N = all parameters, tied embeddings once). Results from before the single pass
+(benchmarks/results/gpu_train_step_h200.json) timed two half-size passes per step.
 
     python benchmarks/gpu_train_step.py --out gpu.json                       # ~0.5B, 16 x 1024 tokens
     python benchmarks/gpu_train_step.py --device cpu --size tiny --out cpu.json   # smoke test
@@ -39,7 +41,8 @@ SIZES = {
 
 def genrm_batches(vocab: int, batch: int, seq_len: int, device: str, gen: torch.Generator) -> dict:
     """One GenRM micro-step of random tokens: D_verify (loss on the last 16 tokens: a short CoT
-    verdict) and D_correct (loss on the second half: the solution)."""
+    verdict) and D_correct (loss on the second half: the solution), ``batch`` rows each, both
+    ``seq_len`` wide (so stacking them adds no padding and every fed token is real)."""
 
     def make(target_from: int) -> dict:
         ids = torch.randint(0, vocab, (batch, seq_len), generator=gen)
@@ -59,10 +62,11 @@ def run_stage(stage: int, args, device: str) -> dict:
     model.gradient_checkpointing_enable()
     model.config.use_cache = False
     params = sum(p.numel() for p in model.parameters())
+    # micro_batch_size counts the rows of one set, as in genrm_ray.train; the model sees 2x that.
     hp = TrainHParams(max_steps=1000, micro_batch_size=args.batch // 2, grad_accum=1, lr=1e-4, warmup_steps=1)
     engine = build_engine(model, DeepSpeedConfig(zero_stage=stage, bf16=True, gradient_clipping=1.0), hp)
     gen = torch.Generator().manual_seed(0)
-    tokens_per_step = args.batch * args.seq_len  # batch/2 verify + batch/2 correct sequences
+    tokens_per_step = args.batch * args.seq_len  # batch/2 verify + batch/2 correct sequences, one pass
     times, losses = [], []
     for i in range(args.warmup + args.steps):
         micro = [genrm_batches(config.vocab_size, args.batch // 2, args.seq_len, device, gen)]
@@ -133,6 +137,7 @@ def main() -> None:
         "seq_len": args.seq_len,
         "bf16": True,
         "gradient_checkpointing": True,
+        "genrm_step": "one forward + backward over D_verify and D_correct stacked (step.genrm_loss)",
         "flops_per_token": "6N (N = all parameters, tied embeddings once)",
         "results": [run_stage(stage, args, args.device) for stage in args.stages],
     }

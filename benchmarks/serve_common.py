@@ -45,9 +45,10 @@ def checkpoint(path: str | None) -> str:
         return path
     from genrm_ray.env import cache_dir
     from genrm_ray.models import create_tiny_model
+    from genrm_ray.runs import is_hf_model_dir
 
     out = cache_dir() / "bench" / "tiny_genrm"
-    if not (out / "config.json").is_file():
+    if not is_hf_model_dir(out):
         create_tiny_model(out, size="tiny", seed=0)
     return str(out)
 

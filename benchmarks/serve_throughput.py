@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import random
 import time
@@ -76,16 +77,15 @@ def main() -> None:
     pool = pairs(100, 4)
     results: dict = {"checkpoint": ckpt, "concurrency": args.concurrency, "items_per_request": args.items}
 
-    from genrm_ray.scoring import CotSettings, GenRMScorer, VerifyItem
+    from genrm_ray.scoring import CotConfig, GenRMScorer, VerifyItem
     from genrm_ray.serving.config import load_serve_config
 
     fixed = ["deployment.min_replicas=1", "deployment.max_replicas=1", f"deployment.max_ongoing_requests={args.concurrency}",
              "scoring.cache_size=0", "scoring.dedup=false", f"scoring.max_items={max(args.items, 64)}", "http.auth_token_env="]
     cfg = load_serve_config(REPO / "configs" / "serve_test.yaml", [f"checkpoint={ckpt}", *fixed])
     sc = cfg.scoring  # the served CoT settings; the in-process engine uses the same ones
-    served_cot = CotSettings(k=4, temperature=sc.temperature, top_p=sc.top_p, max_rationale_tokens=sc.max_rationale_tokens,
-                             unfinished_p_yes=sc.unfinished_p_yes, seed=sc.seed)
-    results["cot_saturation"] = {"k": 4, "max_rationale_tokens": sc.max_rationale_tokens,
+    served_cot = dataclasses.replace(sc.cot, k=4)
+    results["cot_saturation"] = {"k": 4, "max_rationale_tokens": sc.cot.max_rationale_tokens,
                                  "requests": args.cot_requests, "items_per_request": args.cot_items}
 
     def batch(i: int) -> list[tuple[str, str]]:
@@ -107,7 +107,7 @@ def main() -> None:
             lambda i: scorer.ascore_cot([VerifyItem("last_letter", q, s) for q, s in cot_batch(i)], served_cot),
             args.cot_requests, args.concurrency, args.cot_items)
         cot_items = [VerifyItem("last_letter", q, s) for q, s in pool[:64]]
-        settings = CotSettings(k=4, max_rationale_tokens=64, seed=0)
+        settings = CotConfig(k=4, max_rationale_tokens=64, seed=0)
         for name, sc in [("cot_nK_shared", scorer), ("cot_n1_split", GenRMScorer(SplitN(backend)))]:
             t = time.perf_counter()
             scores = await sc.ascore_cot(cot_items, settings)

@@ -5,7 +5,8 @@
 
 Both paths train the same GenRM objective (L_verify + lambda * L_correct) of the same model on the
 same batches: the plain loop feeds, per optimizer step, exactly the micro-batches the Ray workers
-see (rank 0..W-1 of BatchStream), accumulating their gradients, with torch AdamW, in bf16 when
+see (rank 0..W-1 of BatchStream), each as one forward/backward over D_verify and D_correct stacked
+(genrm_ray.train.step.genrm_loss), accumulating their gradients, with torch AdamW, in bf16 when
 DeepSpeed runs bf16. Throughput = non-pad tokens / time inside the optimizer steps, steps after
 the first, as genrm_ray.train reports it. Writes benchmarks/results/train_throughput.json.
 """
@@ -27,8 +28,8 @@ sys.path.insert(0, str(REPO))
 import genrm_ray.env  # noqa: E402
 
 genrm_ray.env.configure(entry_point=True)  # project caches + offline settings, before torch / vLLM / Ray load
-from genrm_ray import sft_data  # noqa: E402
-from genrm_ray.sft_data import LabelledSolution  # noqa: E402
+from genrm_ray.data import sft  # noqa: E402
+from genrm_ray.data.sft import LabelledSolution  # noqa: E402
 from genrm_ray.tasks import get_task  # noqa: E402
 
 
@@ -38,8 +39,8 @@ def build_data(folder: Path, n_problems: int, seed: int) -> tuple[Path, Path]:
     problems = task.generate("train", n_problems, seed=seed)
     items = [LabelledSolution(p, c.solution, task.is_correct(c.solution, p))
              for p in problems for c in task.candidate_solutions(p, 4, rng)]
-    verify = sft_data.write_sft_jsonl(sft_data.build_verify_direct(items, seed=seed), folder / "verify_direct.jsonl")
-    correct = sft_data.write_sft_jsonl(sft_data.build_correct(items), folder / "correct.jsonl")
+    verify = sft.write_sft_jsonl(sft.build_verify_direct(items, seed=seed), folder / "verify_direct.jsonl")
+    correct = sft.write_sft_jsonl(sft.build_correct(items), folder / "correct.jsonl")
     return verify, correct
 
 
@@ -49,7 +50,7 @@ def plain_loop(cfg, steps: int, world: int) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from genrm_ray.train.data import BatchStream, load_examples
-    from genrm_ray.train.step import lm_loss
+    from genrm_ray.train.step import genrm_loss
 
     hp = cfg.train
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
@@ -74,7 +75,7 @@ def plain_loop(cfg, steps: int, world: int) -> dict:
             batches.append(mb)
         t0 = time.perf_counter()
         for mb in batches:
-            loss = lm_loss(model, mb["verify"]) + cfg.objective.lambda_correct * lm_loss(model, mb["correct"])
+            loss, _ = genrm_loss(model, mb["verify"], mb["correct"], cfg.objective.lambda_correct)  # one pass, as the workers
             (loss / world).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.deepspeed.gradient_clipping)
         opt.step()
@@ -146,7 +147,9 @@ def main() -> None:
         "bf16": not args.fp32,
         "ray_deepspeed": {"zero_stage": args.zero_stage, "tokens_per_s": round(ray_tps, 1),
                           "wall_s_including_startup": round(ray_wall, 1),
-                          "final_loss": round(result.loss_curves["loss"][-1], 4)},
+                          "final_loss": round(result.loss_curves["loss"][-1], 4),
+                          "padding_share": round(result.padding_share, 4)},
+        "genrm_step": "one forward/backward per micro-batch over D_verify and D_correct stacked",
         "plain_pytorch": [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in plains],
         "ratio_ray_over_best_plain": round(ray_tps / plain["tokens_per_s"], 3),
         "note": "both paths share the machine with whatever else runs; see load_average",

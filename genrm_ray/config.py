@@ -1,6 +1,6 @@
 """Typed configs: a YAML file plus ``key=value`` overrides into a tree of dataclasses.
 
-    cfg = load_config(TrainConfig, "configs/test.yaml", ["train.lr=1e-3", "deepspeed.zero_stage=3"])
+    cfg = load_config(GenRMJobConfig, "configs/test_tiny.yaml", ["genrm.train.lr=1e-3", "genrm.deepspeed.zero_stage=3"])
 
 Override values are parsed as YAML scalars (``1e-3`` -> float, ``true`` -> bool, ``null`` -> None,
 ``{CPU: 1}`` -> dict). Keys that do not exist and values of the wrong type fail at load time with the
@@ -14,8 +14,9 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 

@@ -54,9 +54,10 @@ def configure(entry_point: bool = False) -> None:
         os.environ.setdefault(key, str(value))
 
 
-def connect_ray(address: str = "") -> None:
+def connect_ray(address: str | None = "", **init_options) -> None:
     """Join the Ray cluster at ``address`` or $RAY_ADDRESS (set by ``ray job submit``), else start a
-    local one; a no-op when this process is already connected (e.g. from a test session)."""
+    local one; a no-op when this process is already connected (e.g. from a test session).
+    ``init_options`` go to ``ray.init`` (e.g. log_to_driver=False)."""
     import ray
 
     if ray.is_initialized():
@@ -66,5 +67,5 @@ def connect_ray(address: str = "") -> None:
         # Ray Train's controller polls workers every 2 s by default, so each ray.train.report costs
         # ~1.7 s on short CPU steps; the local raylet inherits this faster polling.
         os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
-    ray.init(address=address or None)
+    ray.init(address=address or None, **init_options)
     print(f"[ray] {ray.cluster_resources()}")

@@ -16,6 +16,7 @@ import importlib.metadata
 import json
 import re
 import sys
+import sysconfig
 from pathlib import Path
 
 
@@ -45,9 +46,12 @@ def read_lock(path: str | Path) -> dict[str, str]:
 
 
 def installed(exclude: tuple[str, ...] = ("genrm-ray",)) -> dict[str, str]:
-    """Normalized name -> version of every distribution this interpreter sees, minus ``exclude``."""
+    """Normalized name -> version of every distribution installed in this environment's site-packages,
+    minus ``exclude``. Only site-packages: once imported, setuptools puts its own vendored packages
+    (setuptools/_vendor/*.dist-info) on sys.path, and they are not installed packages."""
+    site = list(dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib")))
     found: dict[str, str] = {}
-    for dist in importlib.metadata.distributions():
+    for dist in importlib.metadata.distributions(path=site):
         name = dist.metadata["Name"]
         if name and normalize(name) not in exclude:
             found.setdefault(normalize(name), dist.version)  # the first on sys.path wins, as for imports

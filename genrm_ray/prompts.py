@@ -26,15 +26,28 @@ DIRECT_QUESTION = "Verification: Is the answer correct (Yes/No)?"
 COT_TRIGGER = "Verification: Let's verify step by step.\n"
 ANSWER_PREFIX = "The answer is"
 THINK = "A: Let's think step by step."
+QUESTION_PREFIX = "Q:"
+# Where a model that runs on past its solution starts a new problem (the few-shot layout it saw).
+NEXT_QUESTION = "\n" + QUESTION_PREFIX
+# Stop strings for sampling a solution: a policy answer ends with answer_sentence(X) and then EOS;
+# these stop a model that instead runs on into a new question or into a verification block (both
+# appear in the SFT formats).
+SOLVE_STOPS = [NEXT_QUESTION, DIRECT_QUESTION, COT_TRIGGER.strip()]
+
+
+def answer_sentence(answer: str) -> str:
+    """The last line of every solution the tasks write: ``The answer is X.``"""
+    return f"{ANSWER_PREFIX} {answer}."
+
 
 # The paper's instruction names "the math problems"; other tasks swap in their own noun phrase and
-# keep the rest word for word.
+# keep the rest word for word. The quoted formats are filled in from the constants above, so the
+# instruction always names the strings the model is actually asked.
 _INSTRUCTION = (
-    "Solve the {problems} and provide step-by-step solutions, ending with "
-    '"The answer is [Insert Final Answer Here]". When asked "Verification: Is the answer correct '
-    '(Yes/No)?", respond with " Yes" or " No" based on the answer\'s correctness. When asked '
-    '"Verification: Let\'s verify step by step.", verify every step of the solution and conclude '
-    'with "Verification: Is the answer correct (Yes/No)?" followed by " Yes" or " No".'
+    'Solve the {problems} and provide step-by-step solutions, ending with "{answer} [Insert Final Answer '
+    'Here]". When asked "{direct}", respond with "{yes}" or "{no}" based on the answer\'s correctness. '
+    'When asked "{cot}", verify every step of the solution and conclude with "{direct}" followed by '
+    '"{yes}" or "{no}".'
 )
 PROBLEM_NOUNS: dict[str, str] = {
     "last_letter": "last-letter concatenation problems",
@@ -54,19 +67,22 @@ def instruction(task_name: str) -> str:
             f"no instruction for task {task_name!r}; known tasks: {sorted(PROBLEM_NOUNS)} "
             "(add its noun phrase to genrm_ray.prompts.PROBLEM_NOUNS)"
         )
-    return _INSTRUCTION.format(problems=PROBLEM_NOUNS[task_name])
+    return _INSTRUCTION.format(
+        problems=PROBLEM_NOUNS[task_name], answer=ANSWER_PREFIX, direct=DIRECT_QUESTION, yes=YES, no=NO,
+        cot=COT_TRIGGER.strip(),
+    )
 
 
 def solve_prompt(task_name: str, question: str) -> str:
     """Prompt for generating a solution (policy sampling and the D_correct input)."""
-    return f"{instruction(task_name)}\n\nQ: {question.strip()}\n{THINK}\n"
+    return f"{instruction(task_name)}\n\n{QUESTION_PREFIX} {question.strip()}\n{THINK}\n"
 
 
 def question_of_prompt(task_name: str, prompt: str) -> str:
     """The question inside a policy ``prompt`` (what RL loops send reward servers): either the bare
     question, or the full ``solve_prompt`` of ``task_name`` (trailing newline optional). ValueError
     says what does not fit."""
-    head = instruction(task_name) + "\n\nQ: "
+    head = f"{instruction(task_name)}\n\n{QUESTION_PREFIX} "
     if prompt.startswith(head):
         body = prompt[len(head):].rstrip("\n")
         if not body.endswith("\n" + THINK):
@@ -139,7 +155,7 @@ TOKENIZER_PHRASES: list[str] = list(
 )
 
 
-def yes_no_token_ids(tokenizer: "PreTrainedTokenizerBase") -> tuple[int, int]:
+def yes_no_token_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, int]:
     """Token ids of `` Yes`` and `` No``; raises TokenizerError unless each is a single token."""
     ids = {}
     for word in (YES, NO):
@@ -164,7 +180,7 @@ class TokenizedExample:
 
 
 def tokenize_pair(
-    tokenizer: "PreTrainedTokenizerBase",
+    tokenizer: PreTrainedTokenizerBase,
     prompt: str,
     target: str,
     max_length: int | None = None,

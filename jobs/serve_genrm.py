@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Serve a trained GenRM checkpoint as a reward endpoint (Ray Serve + vLLM), until Ctrl-C / SIGTERM.
 
-    python jobs/serve_genrm.py --checkpoint runs/<run>/genrm
+    python jobs/serve_genrm.py --checkpoint runs/<run>                # a training run dir, or its HF export
     python jobs/serve_genrm.py --checkpoint DIR --config configs/serve_gpu.yaml deployment.max_replicas=4
     RAY_ADDRESS=<head>:6379 python jobs/serve_genrm.py --checkpoint DIR     # on a running cluster
 
@@ -10,7 +10,6 @@ Routes (docs/serving.md): POST /v1/rewards, POST /get_reward (OpenRLHF), GET /he
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
@@ -20,32 +19,26 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import genrm_ray.env  # noqa: E402
-
-genrm_ray.env.configure(entry_point=True)  # project caches + offline settings, before torch / vLLM / Ray load
-from genrm_ray.config import ConfigError  # noqa: E402
+from genrm_ray import launch  # noqa: E402  (first: project caches + offline settings)
 from genrm_ray.serving.config import load_serve_config  # noqa: E402
 
 DEFAULT_CONFIG = REPO / "configs" / "serve_cpu.yaml"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", help="GenRM checkpoint dir (HF format); same as checkpoint=DIR")
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="serve YAML config (default: configs/serve_cpu.yaml)")
+def add_arguments(p) -> None:
+    p.add_argument("--checkpoint", help="the GenRM: a training run dir or its HF export; same as checkpoint=DIR")
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="Ray cluster address (default: start a local one)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. http.port=8100 deployment.max_replicas=2")
-    return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = launch.parse_args(__doc__, DEFAULT_CONFIG, argv, add_arguments)
     overrides = ([f"checkpoint={args.checkpoint}"] if args.checkpoint else []) + list(args.overrides)
     try:
+        if not Path(args.config).is_file():
+            raise launch.InputError(f"--config: no such file {args.config}")
         cfg = load_serve_config(args.config, overrides)
-    except (ConfigError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except launch.BAD_INPUT as e:
+        launch.fail(e)
 
     import ray
     from ray import serve
@@ -57,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     # exception raised from a handler inside Ray's Cython calls crashes the process, so ours replace it
     # and the deploy (serve.run polls until every replica runs: minutes for a large model) runs in a
     # thread. A signal during the deploy or while serving leads to the same cleanup below.
-    ray.init(address=args.address, log_to_driver=False)
+    launch.connect_ray(args.address, log_to_driver=False)
     wake, stop = threading.Event(), threading.Event()
     failure: list[BaseException] = []
 

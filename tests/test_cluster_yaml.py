@@ -9,7 +9,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from ray.autoscaler._private.util import prepare_config, validate_config
 
 CLUSTER_YAML = Path(__file__).resolve().parent.parent / "cluster.yaml"
 
@@ -17,6 +16,8 @@ CLUSTER_YAML = Path(__file__).resolve().parent.parent / "cluster.yaml"
 def _validate(config: dict) -> dict:
     """What `ray up` does before it talks to the cloud: fill in the provider's defaults, then
     check the result against ray-schema.json and Ray's cross-field rules."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
     prepared = prepare_config(copy.deepcopy(config))
     validate_config(prepared)
     return prepared
@@ -27,6 +28,7 @@ def cluster_config() -> dict:
     return yaml.safe_load(CLUSTER_YAML.read_text())
 
 
+@pytest.mark.integration  # imports Ray's cluster launcher
 def test_cluster_yaml_passes_ray_validation(cluster_config):
     prepared = _validate(cluster_config)
     assert prepared["provider"]["type"] == "aws"
@@ -54,6 +56,7 @@ def test_setup_installs_gpu_extra_and_start_commands_use_it(cluster_config):
     assert any("--head" in c for c in cluster_config["head_start_ray_commands"])
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "breakage",
     ["misspelled_node_config", "unknown_top_level_key", "head_type_not_defined",

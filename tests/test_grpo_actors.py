@@ -1,6 +1,7 @@
 """GRPO math (genrm_ray.rl.grpo) and the GRPO actors: RolloutActor (vLLM + weight sync), PolicyGroup
-(DeepSpeed ZeRO-3 over 2 gloo ranks), ReferenceActor. One RolloutActor and one 2-rank PolicyGroup per
-module; the tests that change the policy's weights compare against the state they start from."""
+(DeepSpeed ZeRO-3 over 2 gloo ranks, built from the GRPO config's typed train section), ReferenceActor.
+One RolloutActor and one 2-rank PolicyGroup per module; the tests that change the policy's weights
+compare against the state they start from."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import math
 import pytest
 import torch
 
+from genrm_ray.rl.config import PolicyTrainConfig
 from genrm_ray.rl.grpo import (
     RolloutBatch,
     batch_logprobs,
@@ -19,6 +21,7 @@ from genrm_ray.rl.grpo import (
     micro_batches,
     token_logprobs,
 )
+from genrm_ray.train.config import DeepSpeedConfig
 
 # ----------------------------------------------------------------------------------------------
 # Math (no Ray)
@@ -148,9 +151,11 @@ def test_grpo_loss_ignores_masked_positions():
 
 
 # ----------------------------------------------------------------------------------------------
-# Actors (Ray, vLLM, DeepSpeed)
+# Actors (Ray, vLLM, DeepSpeed): every test here is marked integration
 
-POLICY_CFG = dict(zero_stage=3, bf16=False, lr=1e-3, micro_batch_size=2, clip_eps=0.2, kl_coef=0.0, seed=0, warmup_steps=0)
+POLICY_CFG = PolicyTrainConfig(deepspeed=DeepSpeedConfig(zero_stage=3, bf16=False), lr=1e-3, micro_batch_size=2,
+                               clip_eps=0.2, kl_coef=0.0, seed=0, warmup_steps=0, num_workers=2,
+                               resources_per_worker={"CPU": 0.5})
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +183,7 @@ def rollout(ray_cluster, tiny_model_dir):
 def policy(ray_cluster, tiny_model_dir):
     from actors.policy_actor import PolicyGroup
 
-    group = PolicyGroup(str(tiny_model_dir), 2, POLICY_CFG, {"CPU": 0.5})
+    group = PolicyGroup(str(tiny_model_dir), POLICY_CFG)
     yield group
     group.shutdown()
 
@@ -201,6 +206,7 @@ def _response_logprob(logprobs: torch.Tensor, batch: RolloutBatch) -> torch.Tens
     return (logprobs * batch.response_mask).sum(dim=1)
 
 
+@pytest.mark.integration
 def test_rollout_generate(rollout, prompts, tiny_model_dir):
     import ray
     from transformers import AutoTokenizer
@@ -220,17 +226,19 @@ def test_rollout_generate(rollout, prompts, tiny_model_dir):
     assert [[r.token_ids for r in g] for g in again] == [[r.token_ids for r in g] for g in groups]  # seeded
 
 
+@pytest.mark.integration
 def test_positive_advantage_raises_logprob(policy, rollout_batch):
     batch = dataclasses.replace(rollout_batch, advantages=torch.ones(len(rollout_batch)))
     batch.old_logprobs = policy.logprobs(batch)
     stats = policy.train_step(batch)
     assert set(stats) >= {"loss", "pg_loss", "kl", "clip_frac", "ratio_mean", "grad_norm", "lr"}
     assert stats["ratio_mean"] == pytest.approx(1.0, abs=1e-4)  # one optimizer step: policy == old during it
-    assert stats["lr"] == pytest.approx(POLICY_CFG["lr"]) and stats["grad_norm"] > 0
+    assert stats["lr"] == pytest.approx(POLICY_CFG.lr) and stats["grad_norm"] > 0
     change = _response_logprob(policy.logprobs(batch), batch) - _response_logprob(batch.old_logprobs, batch)
     assert (change > 0).all(), change
 
 
+@pytest.mark.integration
 def test_zero3_state_dict_full_and_checkpoint_resume(policy, rollout_batch, hf_model, tmp_path):
     import ray
 
@@ -258,6 +266,7 @@ def test_zero3_state_dict_full_and_checkpoint_resume(policy, rollout_batch, hf_m
         torch.testing.assert_close(again[k], after_step[k], rtol=0, atol=1e-6)
 
 
+@pytest.mark.integration
 def test_zero3_two_ranks_match_one_rank(ray_cluster, rollout_batch, tiny_model_dir):
     """A 2-rank ZeRO-3 step equals a 1-rank ZeRO-2 step (other micro-batching) from the same start.
     Both groups are fresh: AdamW's state must match too."""
@@ -266,8 +275,9 @@ def test_zero3_two_ranks_match_one_rank(ray_cluster, rollout_batch, tiny_model_d
     from actors.policy_actor import PolicyGroup
 
     batch = dataclasses.replace(rollout_batch)
-    two = PolicyGroup(str(tiny_model_dir), 2, POLICY_CFG, {"CPU": 0.5})
-    one = PolicyGroup(str(tiny_model_dir), 1, {**POLICY_CFG, "zero_stage": 2, "micro_batch_size": 3}, {"CPU": 0.5})
+    two = PolicyGroup(str(tiny_model_dir), POLICY_CFG)
+    one = PolicyGroup(str(tiny_model_dir), dataclasses.replace(
+        POLICY_CFG, num_workers=1, micro_batch_size=3, deepspeed=DeepSpeedConfig(zero_stage=2, bf16=False)))
     try:
         start = ray.get(two.state_dict_ref())
         batch.old_logprobs = two.logprobs(batch)
@@ -284,6 +294,7 @@ def test_zero3_two_ranks_match_one_rank(ray_cluster, rollout_batch, tiny_model_d
         one.shutdown()
 
 
+@pytest.mark.integration
 def test_weight_sync_changes_generation(rollout, policy, rollout_batch, prompts, tiny_model_dir):
     import ray
     from transformers import AutoModelForCausalLM
@@ -306,6 +317,7 @@ def test_weight_sync_changes_generation(rollout, policy, rollout_batch, prompts,
         assert (torch.tensor(a) - torch.tensor(b)).abs().max() > 1e-2  # the old weights gave other values
 
 
+@pytest.mark.integration
 def test_update_weights_drops_stale_prefix_cache(rollout, prompts, hf_model, tiny_model_dir):
     """After an update, a prompt whose KV blocks were cached under the old weights is recomputed: its
     next-token log-probs equal transformers' with the new (strongly perturbed) weights."""
@@ -332,6 +344,7 @@ def test_update_weights_drops_stale_prefix_cache(rollout, prompts, hf_model, tin
     torch.testing.assert_close(got, expected, atol=1e-3, rtol=0)
 
 
+@pytest.mark.integration
 def test_reference_actor_is_frozen(ray_cluster, tiny_model_dir, rollout_batch, hf_model):
     import ray
 
@@ -346,3 +359,17 @@ def test_reference_actor_is_frozen(ray_cluster, tiny_model_dir, rollout_batch, h
         torch.testing.assert_close(ray.get(actor.logprobs.remote(rollout_batch)), lp)
     finally:
         ray.kill(actor)
+
+
+@pytest.mark.integration
+def test_policy_group_that_cannot_be_placed_times_out_and_frees_its_placement_group(ray_cluster, tiny_model_dir):
+    from ray.util import placement_group_table
+
+    from actors.policy_actor import PolicyGroup
+
+    before = {pg_id for pg_id, pg in placement_group_table().items() if pg["state"] != "REMOVED"}
+    cfg = dataclasses.replace(POLICY_CFG, resources_per_worker={"CPU": 64})  # more than the cluster has
+    with pytest.raises(TimeoutError, match=r"2 x \{'CPU': 64\} did not fit on one node within 1 s \(train.resources_per_worker"):
+        PolicyGroup(str(tiny_model_dir), cfg, timeout_s=1)
+    left = {pg_id for pg_id, pg in placement_group_table().items() if pg["state"] != "REMOVED"}
+    assert left <= before  # the failed group's placement group was removed, not left reserved

@@ -1,37 +1,56 @@
-"""jobs/train_grpo.py end to end on a test-sized config: a few GRPO steps with rewards from the
-session's served GenRM (handle and HTTP), checkpoints, resume, and bad input failing before Ray."""
+"""jobs/train_grpo.py end to end, run as the job it is: a subprocess from the repository root that
+joins the session's Ray cluster (``ray_cluster.env``: RAY_ADDRESS and the auth token) and reaches the
+session's served GenRM by ``reward.app_name`` or ``reward.url``. A few GRPO steps (handle and HTTP),
+checkpoints, resume; a job whose policy cannot be placed deletes the reward app it deployed. Bad
+config is checked on ``load_grpo_config`` itself, and once through the job (exit code 2)."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from genrm_ray.config import ConfigError
+from genrm_ray.rl.config import load_grpo_config
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from jobs import train_grpo  # noqa: E402
-
+JOB = REPO / "jobs" / "train_grpo.py"
 TEST_CONFIG = str(REPO / "configs" / "grpo_test.yaml")
+SERVE_TEST_CONFIG = str(REPO / "configs" / "serve_test.yaml")
+
+
+def run_job(args: list[str], env: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    """``python jobs/train_grpo.py --config configs/grpo_test.yaml *args`` from the repo root."""
+    return subprocess.run([sys.executable, str(JOB), "--config", TEST_CONFIG, *args], cwd=REPO,
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout)
+
+
+def succeeded(proc: subprocess.CompletedProcess) -> bool:
+    if proc.returncode != 0:  # the job's own words, for the failure report
+        print(f"exit code {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-8000:]}")
+    return proc.returncode == 0
 
 
 def rows(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.slow
-def test_grpo_steps_with_served_genrm_then_resume(ray_cluster, reward_server, tiny_model_dir, tmp_path, capsys):
+@pytest.mark.integration
+def test_grpo_steps_with_served_genrm_then_resume(ray_cluster, reward_server, tiny_model_dir, tmp_path):
     run_dir = tmp_path / "grpo"
     common = [f"models.policy={tiny_model_dir}", f"run_dir={run_dir}", f"reward.app_name={reward_server.app_name}"]
-    assert train_grpo.main(["--config", TEST_CONFIG, *common]) == 0
+    assert succeeded(run_job(common, ray_cluster.env))
     logged = rows(run_dir)
     assert [x["step"] for x in logged] == [0, 1, 2, 3]
     assert [x["step"] for x in logged if "pass_at_1" in x] == [0, 2, 3]  # step 0, every 2, and the last
     for x in logged[1:]:
         assert 0.0 <= x["reward_mean"] <= 1.0
-        assert x["k_used"] == 2  # genrm_cot with k=2 from the config, as the server reported it
+        assert x["k_used"] == 2  # genrm_cot with reward.cot.k=2 from the config, as the server reported it
         assert x["response_tokens"] > 0
         assert x["rollout_s"] > 0 and x["update_s"] > 0
         assert x["kl"] >= 0.0
@@ -41,44 +60,93 @@ def test_grpo_steps_with_served_genrm_then_resume(ray_cluster, reward_server, ti
     assert (run_dir / "grpo_curves.png").stat().st_size > 0
 
     # Resume: a longer run in the same dir starts after the last checkpoint, not from scratch.
-    assert train_grpo.main(["--config", TEST_CONFIG, *common, "train.steps=4"]) == 0
-    assert "resumed from" in capsys.readouterr().out
+    resumed = run_job([*common, "train.steps=4"], ray_cluster.env)
+    assert succeeded(resumed)
+    assert "resumed from" in resumed.stdout
     logged = rows(run_dir)
     assert [x["step"] for x in logged] == [0, 1, 2, 3, 4]
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 4
 
 
-@pytest.mark.slow
-def test_grpo_over_http_direct_without_kl(ray_cluster, reward_server, tiny_model_dir, tmp_path, monkeypatch):
-    """The same loop with the endpoint reached over HTTP (bearer token from the environment) and no
-    KL term (kl_coef=0: no reference actor)."""
-    monkeypatch.setenv("GENRM_REWARD_TOKEN", reward_server.token)
+@pytest.mark.integration
+def test_grpo_over_http_direct_without_kl(ray_cluster, reward_server, tiny_model_dir, tmp_path):
+    """The same loop with the endpoint reached over HTTP (bearer token from the job's environment) and
+    no KL term (kl_coef=0: no reference actor)."""
     run_dir = tmp_path / "grpo-http"
-    assert train_grpo.main(["--config", TEST_CONFIG, f"models.policy={tiny_model_dir}", f"run_dir={run_dir}",
-                            f"reward.url={reward_server.base_url}", "reward.source=genrm_direct",
-                            "train.kl_coef=0", "train.steps=1"]) == 0
+    proc = run_job([f"models.policy={tiny_model_dir}", f"run_dir={run_dir}", f"reward.url={reward_server.base_url}",
+                    "reward.source=genrm_direct", "train.kl_coef=0", "train.steps=1"],
+                   ray_cluster.env | {"GENRM_REWARD_TOKEN": reward_server.token})
+    assert succeeded(proc)
     (step1,) = [x for x in rows(run_dir) if x["step"] == 1]
     assert step1["kl"] == 0.0
     assert step1["k_used"] == 1  # direct GenRM: one verdict per item, no rationales (as the server reports it)
 
 
+@pytest.mark.integration
+def test_a_job_that_fails_deletes_the_reward_app_it_deployed(ray_cluster, reward_server, tiny_model_dir, tmp_path):
+    """The job deploys its own GenRM app (genrm_direct, no url / app_name), then its policy ranks cannot
+    be placed (more CPUs each than the cluster has) and the PolicyGroup times out: the job fails, the app
+    it deployed is gone, and the session's app, which it did not start, still runs."""
+    from ray import serve
+    from ray.serve.exceptions import RayServeException
+
+    app = f"grpo-cleanup-{os.getpid()}"
+    overrides = f"[http.app_name={app}, http.route_prefix=/{app}, deployment.num_cpus=0.25, deployment.max_replicas=1]"
+    proc = run_job([f"models.policy={tiny_model_dir}", f"models.verifier={tiny_model_dir}", f"run_dir={tmp_path / 'grpo'}",
+                    "reward.source=genrm_direct", f"reward.serve_config={SERVE_TEST_CONFIG}",
+                    f"reward.serve_overrides={overrides}", "train.resources_per_worker={CPU: 64}",
+                    "train.placement_timeout_s=2"], ray_cluster.env)
+    assert proc.returncode == 1, proc.stderr[-4000:]
+    assert f"as Serve app {app!r}" in proc.stdout  # the app was up before the group failed
+    assert "did not fit on one node within 2 s" in proc.stderr
+    assert app not in serve.status().applications
+    with pytest.raises(RayServeException, match=f"Application '{app}' does not exist"):
+        serve.get_app_handle(app)
+    assert serve.status().applications[reward_server.app_name].status == "RUNNING"
+
+
+@pytest.fixture
+def policy_dir(tmp_path, monkeypatch) -> Path:
+    """A models.policy that passes the model check, which is stubbed here: it loads the tokenizer and
+    imports vLLM (tested in tests/test_models_pretrained.py), and these tests are about the other keys."""
+    import genrm_ray.rl.config
+
+    monkeypatch.setattr(genrm_ray.rl.config, "resolve_base_model", lambda spec, key, vllm=False: Path(spec))
+    (tmp_path / "policy").mkdir()
+    (tmp_path / "policy" / "config.json").write_text("{}\n")
+    return tmp_path / "policy"
+
+
 @pytest.mark.parametrize("override, message", [
-    ("reward.source=magic", "reward.source"),
-    ("train.zero_stage=1", "train.zero_stage must be 2 or 3"),
-    ("task.eval_split=test", "reserved for Best-of-N"),
+    ("reward.source=magic", "'reward.source' must be one of ['genrm_cot', 'genrm_direct', 'discriminative', 'oracle']"),
+    ("train.deepspeed.zero_stage=1", "'train.deepspeed.zero_stage' must be one of [2, 3], got 1"),
+    ("train.placement_timeout_s=0", "train.placement_timeout_s must be > 0"),
+    ("task.eval_split=test", "task.eval_split=test is reserved for Best-of-N"),
     ("rollout.group_size=1", "rollout.group_size must be >= 2"),
-    ("rollout.prompts_per_step=5", "multiple of rollout.chunks"),
-    ("models.policy=/nonexistent", "not a Hugging Face model dir"),
+    ("rollout.prompts_per_step=5", "rollout.prompts_per_step=5 must be a multiple of rollout.chunks"),
 ])
-def test_bad_config_fails_before_ray(override, message, tiny_model_dir, capsys):
-    args = ["--config", TEST_CONFIG, f"models.policy={tiny_model_dir}", "reward.source=oracle", override]
-    assert train_grpo.main(args) == 2
-    assert message in capsys.readouterr().err
+def test_bad_config_fails_naming_the_key(override, message, policy_dir):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_grpo_config(TEST_CONFIG, [f"models.policy={policy_dir}", "reward.source=oracle", override])
 
 
-def test_missing_from_run_names_the_fix(tmp_path, capsys):
-    assert train_grpo.main(["--config", TEST_CONFIG, f"models.from_run={tmp_path}"]) == 2
-    assert "train the verifier first with jobs/train_genrm.py" in capsys.readouterr().err
+def test_missing_policy_names_the_key():
+    with pytest.raises(ConfigError, match="models.policy: '/nonexistent' is neither a Hugging Face model dir"):
+        load_grpo_config(TEST_CONFIG, ["models.policy=/nonexistent", "reward.source=oracle"])
+
+
+def test_missing_from_run_names_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match="models.from_run: .* train the verifier first with jobs/train_genrm.py"):
+        load_grpo_config(TEST_CONFIG, [f"models.from_run={tmp_path}"])
+
+
+def test_the_job_exits_2_on_bad_config_before_ray(policy_dir, tmp_path):
+    run_dir = tmp_path / "never"
+    proc = run_job([f"models.policy={policy_dir}", "reward.source=oracle", f"run_dir={run_dir}",
+                    "train.deepspeed.zero_stage=1"], timeout=300)
+    assert proc.returncode == 2
+    assert "error: " in proc.stderr and "'train.deepspeed.zero_stage' must be one of [2, 3], got 1" in proc.stderr
+    assert "[grpo]" not in proc.stdout and "[ray]" not in proc.stdout and not run_dir.exists()  # stopped at the config
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("grpo_*.yaml")), ids=lambda p: p.name)

@@ -25,8 +25,6 @@ import asyncio
 import importlib.util
 import inspect
 import os
-from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -240,8 +238,8 @@ def test_openrlhf_reward_func_file_scores_like_the_endpoint(reward_env, tiny_mod
 
     # Current OpenRLHF: one sample per call, each in a thread (asyncio.to_thread), results gathered.
     async def per_sample():
-        return await asyncio.gather(*(asyncio.to_thread(reward_func, [q], [p], [l])
-                                      for q, p, l in zip(queries, prompts_, labels)))
+        return await asyncio.gather(*(asyncio.to_thread(reward_func, [q], [p], [label])
+                                      for q, p, label in zip(queries, prompts_, labels)))
 
     for info, want in zip(asyncio.run(per_sample()), expected):
         assert set(info) == {"rewards", "scores", "extra_logs"}

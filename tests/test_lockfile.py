@@ -21,6 +21,15 @@ def test_this_environment_is_the_locked_one():
                       "(rerun `make setup`, or `make lock` after changing pyproject.toml):\n" + "\n".join(diff))
 
 
+def test_vendored_packages_on_sys_path_are_not_installed_packages():
+    # setuptools, once imported, puts setuptools/_vendor (with its own *.dist-info) on sys.path.
+    import setuptools  # noqa: F401
+
+    vendored = Path(setuptools.__file__).parent / "_vendor"
+    assert str(vendored) in sys.path or not vendored.is_dir()
+    assert lockfile.differences(lockfile.read_lock(CPU_LOCK), lockfile.installed()) == []
+
+
 def test_differences_name_every_package():
     locked = {"torch": "2.13.0+cpu", "ray": "2.60.0", "idna": "3.10"}
     present = {"torch": "2.13.0", "ray": "2.60.0", "six": "1.16.0"}

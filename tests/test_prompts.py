@@ -103,3 +103,47 @@ def test_direct_prompt_parses_back_to_question_and_solution(task):
     assert prompts.parse_verify_direct_prompt(task, prompts.verify_direct_prompt(task, question, solution)) == (question, solution)
     with pytest.raises(ValueError, match="not a direct verification prompt"):
         prompts.parse_verify_direct_prompt(task, prompts.verify_cot_prompt(task, question, solution))
+
+
+# ---- prompt text lives in prompts.py only ------------------------------------------------------
+
+def test_answer_sentence_and_solve_stops():
+    assert prompts.answer_sentence("42") == "The answer is 42."
+    assert prompts.SOLVE_STOPS == ["\nQ:", prompts.DIRECT_QUESTION, prompts.COT_TRIGGER.strip()]
+    # A model that repeats the prompt layout after its answer starts a new "\nQ:" line: the stop.
+    assert f"{prompts.NEXT_QUESTION} {Q}" in prompts.solve_prompt("arithmetic", Q)
+
+
+def _string_literals(path):
+    """Every str constant of a module except docstrings (f-string parts included)."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docstrings.add(id(first.value))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield node
+
+
+def test_no_prompt_text_outside_prompts_py():
+    """The answer sentence, the verification question, the CoT trigger, the think line, the
+    next-question stop and the reference phrasing are spelled out in genrm_ray/prompts.py only;
+    everything else imports them (comments and docstrings may quote them)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    phrases = [prompts.ANSWER_PREFIX, prompts.DIRECT_QUESTION, prompts.COT_TRIGGER.strip(), prompts.THINK,
+               "think step by step", "verify step by step", prompts.NEXT_QUESTION, prompts.REFERENCE_ANSWER]  # fmt: skip
+    found = []
+    for folder in ("genrm_ray", "jobs", "actors", "benchmarks"):
+        for path in sorted((root / folder).rglob("*.py")):
+            if path == root / "genrm_ray" / "prompts.py":
+                continue
+            for node in _string_literals(path):
+                found += [f"{path.relative_to(root)}:{node.lineno}: {p!r}" for p in phrases if p.lower() in node.value.lower()]
+    assert not found, "prompt text outside genrm_ray/prompts.py (use the prompts constants):\n" + "\n".join(found)

@@ -1,5 +1,6 @@
-"""The reward client and actor (genrm_ray.reward_client, actors/reward_actor.py) and token-level
-reward placement (genrm_ray.rl.token_rewards).
+"""The reward client and actor (genrm_ray.reward_client, actors/reward_actor.py over the sources of
+genrm_ray.rl.rewards). The registry's own checks (no Ray) are in tests/test_rl_rewards.py, token-level
+reward placement in tests/test_rl_token_rewards.py.
 
 Served rewards come from the session's ONE reward app (``reward_server``, tests/fixtures/serving.py).
 Failure cases use real sockets: a closed port, and ``Proxy`` - a real HTTP server started in the
@@ -13,17 +14,16 @@ import random
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import pytest
 import requests
-import torch
 
 from genrm_ray import prompts
 from genrm_ray.reward_client import RewardClient, RewardRequestError, RewardServiceError
-from genrm_ray.rl.token_rewards import last_token_rewards
 from genrm_ray.tasks import get_task
 from tests.fixtures.ray_cluster import free_port
 
@@ -117,7 +117,7 @@ class Proxy:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "Proxy":
+    def __enter__(self) -> Proxy:
         self.thread.start()
         return self
 
@@ -136,8 +136,8 @@ def reward_actors():
 
     made = []
 
-    def make(source: dict):
-        actor = RewardActor.remote(source)
+    def make(source: str, options: dict):
+        actor = RewardActor.remote(source, options)
         made.append(actor)
         return actor
 
@@ -148,7 +148,7 @@ def reward_actors():
 
 # --- the actor over the handle and over HTTP --------------------------------------------------
 
-@pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize("mode,k", [("direct", None), ("cot", 2)])
 def test_actor_over_handle_and_http_equals_direct_post(reward_server, reward_actors, mode, k):
     import ray
@@ -157,9 +157,9 @@ def test_actor_over_handle_and_http_equals_direct_post(reward_server, reward_act
     ps, rs, labels = [r.prompt for r in rows], [r.response for r in rows], [r.answer for r in rows]
     # The direct POST first: the actor's answers must match what the endpoint says for these inputs.
     want = direct_post(reward_server, ps, rs, mode, k)
-    common = {"kind": "serve", "mode": mode, "k": k, "batch_size": 4}
-    via_handle = reward_actors(common | {"app_name": reward_server.app_name})
-    via_http = reward_actors(common | {"url": reward_server.base_url, "token": reward_server.token})
+    common = {"batch_size": 4} | ({"k": k} if mode == "cot" else {})
+    via_handle = reward_actors(f"genrm_{mode}", common | {"app_name": reward_server.app_name})
+    via_http = reward_actors(f"genrm_{mode}", common | {"url": reward_server.base_url, "token": reward_server.token})
     got_handle, got_http = ray.get([via_handle.score.remote(ps, rs, labels), via_http.score.remote(ps, rs)], timeout=300)
     for got in (got_handle, got_http):
         assert got.rewards == pytest.approx(want["rewards"], abs=1e-6)
@@ -168,7 +168,7 @@ def test_actor_over_handle_and_http_equals_direct_post(reward_server, reward_act
     assert len({round(r, 6) for r in want["rewards"]}) > 1  # distinct items, so order is checked too
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_client_over_a_handle_object_in_the_driver(reward_server):
     rows = policy_pairs(2, 2, seed=12)
     ps, rs = [r.prompt for r in rows], [r.response for r in rows]
@@ -178,7 +178,7 @@ def test_client_over_a_handle_object_in_the_driver(reward_server):
 
 # --- batching and overlap --------------------------------------------------------------------
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_items_over_batch_size_go_as_concurrent_requests_and_come_back_in_order(reward_server):
     rows = policy_pairs(4, 2, seed=13)  # 8 items
     ps, rs = [r.prompt for r in rows], [r.response for r in rows]
@@ -191,7 +191,7 @@ def test_items_over_batch_size_go_as_concurrent_requests_and_come_back_in_order(
     assert got.rewards == pytest.approx(want, abs=1e-6) and len(got.details) == 8
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_two_actor_score_calls_overlap(reward_server, reward_actors):
     import ray
 
@@ -200,7 +200,7 @@ def test_two_actor_score_calls_overlap(reward_server, reward_actors):
     # Each call is one request; the proxy holds the first until the second arrives. A serial actor
     # would leave max_in_flight at 1 (the hold times out after 20 s instead).
     with Proxy(reward_server.base_url, hold_until=2) as proxy:
-        actor = reward_actors({"kind": "serve", "url": proxy.url, "token": reward_server.token, "mode": "direct"})
+        actor = reward_actors("genrm_direct", {"url": proxy.url, "token": reward_server.token})
         first, second = ray.get([actor.score.remote(ps[:2], rs[:2]), actor.score.remote(ps[2:], rs[2:])], timeout=120)
     assert proxy.max_in_flight == 2 and proxy.requests == 2
     want = direct_post(reward_server, ps, rs, "direct")["rewards"]
@@ -209,7 +209,7 @@ def test_two_actor_score_calls_overlap(reward_server, reward_actors):
 
 # --- failures ----------------------------------------------------------------------------------
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_endpoint_down_raises_after_the_configured_retries(ray_cluster, reward_actors):
     import ray
 
@@ -223,12 +223,12 @@ def test_endpoint_down_raises_after_the_configured_retries(ray_cluster, reward_a
     msg = str(err.value)
     assert url + "/v1/rewards" in msg and "3 attempts" in msg and "Connect" in msg
     # Through the actor the loop gets the same error, never a reward.
-    actor = reward_actors({"kind": "serve", "url": url, "retries": 1, "backoff_s": 0.05})
+    actor = reward_actors("genrm_cot", {"url": url, "retries": 1, "backoff_s": 0.05})
     with pytest.raises(RewardServiceError, match="2 attempts"):
         ray.get(actor.score.remote(["What?"], ["Nothing."]), timeout=60)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_endpoint_restarted_recovers_with_the_real_rewards(reward_server):
     rows = policy_pairs(2, 2, seed=15)
     ps, rs = [r.prompt for r in rows], [r.response for r in rows]
@@ -251,7 +251,7 @@ def test_endpoint_restarted_recovers_with_the_real_rewards(reward_server):
     assert got.rewards == pytest.approx(want, abs=1e-6)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_4xx_raises_at_once_with_the_servers_message(reward_server, reward_actors):
     import ray
 
@@ -274,12 +274,12 @@ def test_4xx_raises_at_once_with_the_servers_message(reward_server, reward_actor
     with pytest.raises(RewardRequestError, match="max_k"):
         handle.score([ok.prompt], [ok.response])
     assert handle.attempts == 1
-    actor = reward_actors({"kind": "serve", "app_name": reward_server.app_name, "mode": "direct", "backoff_s": 5})
+    actor = reward_actors("genrm_direct", {"app_name": reward_server.app_name, "backoff_s": 5})
     with pytest.raises(RewardRequestError, match="response"):
         ray.get(actor.score.remote([ok.prompt], [""]), timeout=60)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_reply_without_one_reward_per_item_is_an_error(reward_server):
     rows = policy_pairs(1, 2, seed=17)
     drop_one = lambda out: out | {"rewards": out["rewards"][:-1]}  # noqa: E731
@@ -304,16 +304,16 @@ def test_client_rejects_bad_arguments():
     assert client.attempts == 0
 
 
-# --- other reward sources ----------------------------------------------------------------------
+# --- other reward sources (genrm_ray.rl.rewards) ---------------------------------------------------
 
-@pytest.mark.slow
-def test_oracle_kind_grades_against_the_labels(ray_cluster, reward_actors):
+@pytest.mark.integration
+def test_oracle_source_grades_against_the_labels(ray_cluster, reward_actors):
     import ray
 
     rows = policy_pairs(3, 4, seed=18)
     ps, rs, labels, correct, _ = zip(*rows)
     assert any(correct) and not all(correct)
-    actor = reward_actors({"kind": "oracle", "task": TASK})
+    actor = reward_actors("oracle", {"task": TASK})
     got = ray.get(actor.score.remote(list(ps), list(rs), list(labels)), timeout=60)
     assert got.rewards == [1.0 if c else 0.0 for c in correct]
     with pytest.raises(ValueError, match="needs labels"):
@@ -322,19 +322,19 @@ def test_oracle_kind_grades_against_the_labels(ray_cluster, reward_actors):
         ray.get(actor.score.remote([ps[0]], [rs[0]], ["42"]), timeout=60)
 
 
-@pytest.mark.slow
-def test_discriminative_kind_equals_discriminative_scorer(ray_cluster, reward_actors, tiny_model_dir, tmp_path):
+@pytest.mark.integration
+def test_discriminative_source_equals_discriminative_scorer(ray_cluster, reward_actors, tiny_model_dir, tmp_path):
     import ray
 
-    from actors.reward_actor import make_source
     from genrm_ray.models import create_tiny_model
+    from genrm_ray.rl.rewards import make_source
     from genrm_ray.scoring import DiscriminativeScorer, VerifyItem
 
     # Untrained: the test compares the actor with the library's scorer, not reward quality.
     model_dir = str(create_tiny_model(tmp_path / "classifier", size="tiny", seed=3, head="classifier"))
     rows = policy_pairs(2, 3, seed=19)
     want = DiscriminativeScorer(model_dir).score_direct([VerifyItem(TASK, r.question, r.response) for r in rows])
-    actor = reward_actors({"kind": "discriminative", "model_dir": model_dir, "task": TASK, "batch_size": 4})
+    actor = reward_actors("discriminative", {"model_dir": model_dir, "task": TASK, "batch_size": 4})
     responses = [r.response for r in rows]
     from_solve_prompts = ray.get(actor.score.remote([r.prompt for r in rows], responses), timeout=120)
     from_questions = ray.get(actor.score.remote([r.question for r in rows], responses), timeout=120)
@@ -342,42 +342,18 @@ def test_discriminative_kind_equals_discriminative_scorer(ray_cluster, reward_ac
         assert got.rewards == pytest.approx([w.reward for w in want], abs=1e-6)
     assert len({round(w.reward, 6) for w in want}) > 1
     with pytest.raises(ValueError, match="not a sequence classifier"):
-        make_source({"kind": "discriminative", "model_dir": str(tiny_model_dir), "task": TASK})
+        make_source("discriminative", {"model_dir": str(tiny_model_dir), "task": TASK})
 
 
-def test_unknown_source_kind_or_key_is_rejected():
-    from actors.reward_actor import make_source
+@pytest.mark.integration
+def test_actor_with_an_unknown_source_or_option_fails_listing_the_known_ones(ray_cluster, reward_actors):
+    """The registry's errors (tests/test_rl_rewards.py) reach the caller of the actor's first call."""
+    import ray
+    from ray.exceptions import RayActorError
 
-    with pytest.raises(ValueError, match="unknown reward source kind 'genrm'"):
-        make_source({"kind": "genrm"})
-    with pytest.raises(ValueError, match=r"'serve': unknown keys \['model_dir'\]"):
-        make_source({"kind": "serve", "url": "http://x", "model_dir": "/m"})
-
-
-# --- token-level rewards ------------------------------------------------------------------------
-
-def test_last_token_rewards_places_each_reward_on_its_last_response_token():
-    rewards = torch.tensor([0.5, -1.0, 2.0, 0.25])
-    mask = torch.tensor([
-        [0, 0, 1, 1, 1],  # left padding (or prompt first): last position
-        [1, 1, 0, 0, 0],  # right padding
-        [0, 1, 1, 1, 0],  # prompt, response, padding
-        [0, 0, 0, 0, 1],  # one response token
-    ])
-    out = last_token_rewards(rewards, mask)
-    want = torch.zeros(4, 5)
-    want[0, 4], want[1, 1], want[2, 3], want[3, 4] = 0.5, -1.0, 2.0, 0.25
-    assert torch.equal(out, want)
-    assert torch.equal(last_token_rewards(rewards, mask.bool()), want)
-    assert out.sum(dim=1).tolist() == rewards.tolist()
-
-
-def test_last_token_rewards_rejects_bad_input():
-    with pytest.raises(ValueError, match=r"rows \[1\] have no response token"):
-        last_token_rewards(torch.tensor([1.0, 2.0]), torch.tensor([[1, 1], [0, 0]]))
-    with pytest.raises(ValueError, match=r"must be \[B=2, T\]"):
-        last_token_rewards(torch.tensor([1.0, 2.0]), torch.ones(3, 4))
-    with pytest.raises(ValueError, match="1-D"):
-        last_token_rewards(torch.ones(2, 1), torch.ones(2, 4))
-    with pytest.raises(ValueError, match="0/1"):
-        last_token_rewards(torch.tensor([1.0]), torch.tensor([[0.0, 0.5]]))
+    for source, options, message in [("genrm", {}, r"unknown reward source 'genrm'; known: \['discriminative'"),
+                                     ("genrm_cot", {"url": "http://x", "model_dir": "/m"},
+                                      r"'genrm_cot': unknown option\(s\) \['model_dir'\]; known: \['url'")]:
+        actor = reward_actors(source, options)
+        with pytest.raises(RayActorError, match=message):
+            ray.get(actor.score.remote(["What?"], ["Nothing."]), timeout=60)

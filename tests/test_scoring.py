@@ -12,7 +12,7 @@ import pytest
 from genrm_ray import prompts
 from genrm_ray.engine import Completion
 from genrm_ray.models import train_tokenizer
-from genrm_ray.scoring import CotSettings, GenRMScorer, VerifyItem, settled
+from genrm_ray.scoring import CotConfig, GenRMScorer, VerifyItem, check_cot, settled
 
 TOKENIZER = train_tokenizer(["Verification"], vocab_size=None, phrases=prompts.TOKENIZER_PHRASES)
 
@@ -58,7 +58,7 @@ def item(solution):
 def test_majority_vote_is_the_mean_and_unfinished_counts_as_documented():
     backend = ScriptedBackend({"s1": [0.9, 0.5, 0.1, None], "s2": [0.2, 0.2, 0.2, 0.2]})
     scorer = GenRMScorer(backend)
-    s1, s2 = scorer.score_cot([item("s1"), item("s2")], CotSettings(k=4, unfinished_p_yes=0.0), return_rationales=True)
+    s1, s2 = scorer.score_cot([item("s1"), item("s2")], CotConfig(k=4, unfinished_p_yes=0.0), return_rationales=True)
     assert s1.p_yes == pytest.approx([0.9, 0.5, 0.1, 0.0])
     assert s1.reward == pytest.approx(0.375) and s1.unfinished == 1 and s1.k_used == 4
     assert s2.reward == pytest.approx(0.2) and s2.unfinished == 0
@@ -69,34 +69,36 @@ def test_majority_vote_is_the_mean_and_unfinished_counts_as_documented():
 
 def test_unfinished_value_is_configurable_and_validated():
     backend = ScriptedBackend({"s": [None, None]})
-    (s,) = GenRMScorer(backend).score_cot([item("s")], CotSettings(k=2, unfinished_p_yes=0.5))
+    (s,) = GenRMScorer(backend).score_cot([item("s")], CotConfig(k=2, unfinished_p_yes=0.5))
     assert s.reward == 0.5 and s.unfinished == 2
-    with pytest.raises(ValueError, match="probability"):
-        CotSettings(unfinished_p_yes=2.0)
+    with pytest.raises(ValueError, match="cot.unfinished_p_yes must be a probability"):
+        check_cot(CotConfig(unfinished_p_yes=2.0))
+    with pytest.raises(ValueError, match="probability"):  # the scorer checks what it is given
+        GenRMScorer(backend).score_cot([item("s")], CotConfig(k=2, unfinished_p_yes=2.0))
 
 
 def test_greedy_voting_is_refused_before_the_engine_sees_it():
     # vLLM rejects n > 1 at temperature 0 deep inside SamplingParams; the settings say why first.
-    with pytest.raises(ValueError, match="temperature=0 .*identical; use k=1"):
-        CotSettings(k=4, temperature=0.0)
+    with pytest.raises(ValueError, match="cot.temperature: temperature=0 .*identical; use k=1"):
+        check_cot(CotConfig(k=4, temperature=0.0))
     with pytest.raises(ValueError, match="temperature must be >= 0"):
-        CotSettings(k=1, temperature=-0.5)
+        check_cot(CotConfig(k=1, temperature=-0.5))
     backend = ScriptedBackend({"s": [0.8]})
-    (s,) = GenRMScorer(backend).score_cot([item("s")], CotSettings(k=1, temperature=0.0))
+    (s,) = GenRMScorer(backend).score_cot([item("s")], CotConfig(k=1, temperature=0.0))
     assert s.k_used == 1
 
 
 def test_normalized_variant():
     backend = ScriptedBackend({"s": [0.6]})
-    (raw,) = GenRMScorer(backend).score_cot([item("s")], CotSettings(k=1))
+    (raw,) = GenRMScorer(backend).score_cot([item("s")], CotConfig(k=1))
     backend = ScriptedBackend({"s": [0.6]})
-    (norm,) = GenRMScorer(backend, normalize=True).score_cot([item("s")], CotSettings(k=1))
+    (norm,) = GenRMScorer(backend, normalize=True).score_cot([item("s")], CotConfig(k=1))
     assert raw.reward == pytest.approx(0.6)
     assert norm.reward == pytest.approx(0.6 / (0.6 + 0.2))
 
 
 def test_adaptive_k_stops_early_only_when_settled():
-    settings = CotSettings(k=8, adaptive=True, min_k=2, round_size=2, tolerance=0.1)
+    settings = CotConfig(k=8, adaptive=True, min_k=2, round_size=2, tolerance=0.1)
     backend = ScriptedBackend({"sure": [0.95] * 8, "torn": [0.9, 0.1] * 4})
     sure, torn = GenRMScorer(backend).score_cot([item("sure"), item("torn")], settings)
     assert sure.k_used == 2 and sure.reward == pytest.approx(0.95)
@@ -106,12 +108,12 @@ def test_adaptive_k_stops_early_only_when_settled():
 
 
 def test_settled_rule():
-    s = CotSettings(k=6, adaptive=True, min_k=3, tolerance=0.1)
+    s = CotConfig(k=6, adaptive=True, min_k=3, tolerance=0.1)
     assert not settled([0.9, 0.9], s)  # below min_k
     assert settled([0.9, 0.9, 0.9], s)
     assert not settled([0.9, 0.1, 0.9], s)
     assert settled([0.9, 0.1, 0.9, 0.1, 0.9, 0.1], s)  # reached k
-    assert not settled([0.9] * 5, CotSettings(k=6))  # fixed K never stops early
+    assert not settled([0.9] * 5, CotConfig(k=6))  # fixed K never stops early
 
 
 def test_direct_scoring_reads_yes_after_the_question():
@@ -140,7 +142,7 @@ def test_vllm_and_transformers_direct_scores_agree(vllm_backend, hf_backend):
 
 
 def test_cot_scoring_on_vllm_accounts_for_every_rationale(vllm_backend):
-    settings = CotSettings(k=3, max_rationale_tokens=24, seed=0)
+    settings = CotConfig(k=3, max_rationale_tokens=24, seed=0)
     scores = GenRMScorer(vllm_backend).score_cot(REAL_ITEMS, settings, return_rationales=True)
     for s in scores:
         assert s.k_used == 3 == len(s.p_yes) == len(s.rationales)

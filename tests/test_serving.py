@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from genrm_ray import prompts
-from genrm_ray.scoring import CotSettings, GenRMScorer, VerifyItem
+from genrm_ray.scoring import CotConfig, GenRMScorer, VerifyItem
 from genrm_ray.tasks import get_task
 
 pytestmark = pytest.mark.slow
@@ -65,11 +65,11 @@ def test_direct_rewards_equal_library_scoring_for_bare_question_and_solve_prompt
 
 
 def test_cot_with_fixed_seed_equals_library_scoring(reward_server, vllm_backend):
-    # The server config fixes scoring.seed, and vLLM seeds each request's sampler, so the same
+    # The server config fixes scoring.cot.seed, and vLLM seeds each request's sampler, so the same
     # items in the same order draw the same rationales as the offline engine.
     s = reward_server.cfg.scoring
     pairs = problems_and_solutions(2, 2, seed=2)
-    settings = CotSettings(k=3, max_rationale_tokens=s.max_rationale_tokens, seed=s.seed)
+    settings = CotConfig(k=3, max_rationale_tokens=s.cot.max_rationale_tokens, seed=s.cot.seed)
     expected = GenRMScorer(vllm_backend).score_cot([VerifyItem(TASK, q, sol) for q, sol in pairs], settings, True)
     out = rewards_ok(reward_server, {"items": [{"prompt": q, "response": sol} for q, sol in pairs], "mode": "cot",
                                      "k": 3, "return_rationales": True})
@@ -86,7 +86,7 @@ def test_adaptive_k_stops_between_min_k_and_k(reward_server):
     pairs = problems_and_solutions(2, 2, seed=3)
     out = rewards_ok(reward_server, {"items": [{"prompt": q, "response": s} for q, s in pairs], "mode": "cot",
                                      "k": 6, "adaptive": True})
-    min_k = reward_server.cfg.scoring.min_k
+    min_k = reward_server.cfg.scoring.cot.min_k
     for d in out["details"]:
         assert min_k <= d["k_used"] <= 6 and len(d["p_yes"]) == d["k_used"]
 
@@ -108,7 +108,7 @@ def test_get_reward_speaks_openrlhf_protocol(reward_server):
 
 
 def test_handle_scores_like_http_and_rejects_bad_input(reward_server):
-    from genrm_ray.serving.app import RequestError
+    from genrm_ray.serving.schemas import RequestError
 
     pairs = problems_and_solutions(1, 3, seed=5)
     body = {"items": [{"prompt": q, "response": s} for q, s in pairs]}
@@ -203,7 +203,7 @@ def test_bad_reward_requests_get_422_naming_the_problem(reward_server, name, bod
 
         tok = AutoTokenizer.from_pretrained(reward_server.cfg.checkpoint)
         scaffold = len(tok.encode(prompts.verify_cot_prompt(TASK, "q", "a"))) - 1  # the byte-level "a"*n is n tokens
-        n = reward_server.cfg.engine.max_model_len - scaffold - reward_server.cfg.scoring.max_rationale_tokens // 2
+        n = reward_server.cfg.engine.max_model_len - scaffold - reward_server.cfg.scoring.cot.max_rationale_tokens // 2
         body = {"items": [{"prompt": "q", "response": "a" * n}], "mode": "cot", "k": 1}
         assert post(reward_server, "/v1/rewards", body | {"mode": "direct"}).status_code == 200
     r = post(reward_server, "/v1/rewards", body, raw=isinstance(body, str))

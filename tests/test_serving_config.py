@@ -9,9 +9,9 @@ import pytest
 
 from genrm_ray import prompts
 from genrm_ray.config import ConfigError
-from genrm_ray.serving.app import RequestError, build_app, deployment_options, engine_options, recover_question
-from genrm_ray.serving.config import load_serve_config
+from genrm_ray.serving.config import deployment_options, engine_options, load_serve_config
 from genrm_ray.serving.dedup import LRUCache, unique
+from genrm_ray.serving.schemas import RequestError, recover_question
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = ["serve_cpu.yaml", "serve_gpu.yaml", "serve_test.yaml"]
@@ -51,11 +51,11 @@ def test_trust_remote_code_only_when_configured(ckpt):
 
 @pytest.mark.parametrize("override,message", [
     ("scoring.task=chess", "scoring.task"),
-    ("scoring.default_k=99", "scoring.default_k"),
+    ("scoring.cot.k=99", "scoring.cot.k"),
     ("deployment.max_replicas=0", "deployment.max_replicas"),
     ("engine.tensor_parallel_size=2", "accelerator=gpu"),
     ("scoring.cache_size=-1", "scoring.cache_size"),
-    ("scoring.temperature=0", "scoring.temperature: .*max_k=32"),
+    ("scoring.cot.temperature=0", "scoring.cot.temperature: .*max_k=32"),
     ("deployment.max_replicass=2", "unknown config key"),
 ])
 def test_bad_serve_configs_fail_naming_the_key(override, message, ckpt):
@@ -70,7 +70,10 @@ def test_checkpoint_must_be_a_saved_model(tmp_path):
         load_serve_config(REPO / "configs" / "serve_cpu.yaml")
 
 
+@pytest.mark.integration  # imports Ray Serve
 def test_build_app_takes_config_path_and_dotted_args(ckpt):
+    from genrm_ray.serving.app import build_app
+
     app = build_app({"config": str(REPO / "configs" / "serve_cpu.yaml"), "checkpoint": ckpt, "deployment.max_replicas": "3"})
     deployment = app._bound_deployment
     assert deployment.name == "GenRMReward" and deployment._deployment_config.autoscaling_config.max_replicas == 3

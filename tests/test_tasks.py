@@ -3,6 +3,8 @@
 import json
 import random
 import re
+from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
@@ -10,6 +12,8 @@ from hypothesis import strategies as st
 
 from genrm_ray.prompts import DIRECT_QUESTION, NO, YES
 from genrm_ray.tasks import OOD, SPLITS, TASKS, Problem, Task, get_task, split_of
+from genrm_ray.tasks.mathtext import find_equations
+from tests.fixtures.data import GSM8K_HEAD
 
 GENERATED = ["last_letter", "word_sort", "arithmetic"]
 YES_LINE, NO_LINE = DIRECT_QUESTION + YES, DIRECT_QUESTION + NO
@@ -300,7 +304,7 @@ def test_candidates_and_rationales_agree_with_the_grade(name):
             assert rationale.count(DIRECT_QUESTION) == 1
             assert len(lines) <= reference.count("\n") + 5  # one line per step, plus the summary
             if c.kind == "reference":
-                assert "Wrong" not in rationale and "missing" not in rationale
+                assert "Wrong" not in rationale and "skips" not in rationale
             if c.kind == "truncated":
                 assert not c.correct
     assert count >= 2500
@@ -334,17 +338,19 @@ def test_last_letter_rationale_names_the_first_wrong_step():
         'Concatenating "o", "i" and "s" gives "ois".\nThe answer is ois.'
     )
     assert task.verification_rationale(p, wrong_letter) == "\n".join([
-        'Step 1: "pako" ends with "o". Correct.',
-        'Step 2: "rin" ends with "n", not "i". Wrong.',
-        'Step 3: "tas" ends with "s". Correct.',
-        'Step 4: the letters give "ons", not "ois". Wrong.',
+        'Step 1: the solution says the last letter of "pako" is "o"; the last letter of "pako" is "o". Correct.',
+        'Step 2: the solution says the last letter of "rin" is "i"; the last letter of "rin" is "n". Wrong.',
+        'Step 3: the solution says the last letter of "tas" is "s"; the last letter of "tas" is "s". Correct.',
+        'Step 4: the solution says the letters give "ois"; "o", "n" and "s" give "ons". Wrong.',
         "The first wrong step is step 2.",
-        'Final answer: "ois"; the correct answer is "ons". Wrong.',
+        'Final answer: the solution says "ois"; the correct answer is "ons". Wrong.',
         NO_LINE,
     ])  # fmt: skip
     skipped = 'The last letter of "pako" is "o".\nThe last letter of "tas" is "s".\nThe answer is os.'
     rationale = task.verification_rationale(p, skipped)
-    assert 'Step 2: missing; "rin" ends with "n".' in rationale and "first wrong step is step 2." in rationale
+    assert 'Step 2: the solution skips "rin"; the last letter of "rin" is "n". Wrong.' in rationale
+    assert 'Step 4: the solution skips the concatenation; "o", "n" and "s" give "ons". Wrong.' in rationale
+    assert "first wrong step is step 2." in rationale
     # The verdict is about the final answer: a wrong step with a right answer still says Yes.
     lucky = wrong_letter.replace("The answer is ois.", "The answer is ons.")
     rationale = task.verification_rationale(p, lucky)
@@ -352,24 +358,39 @@ def test_last_letter_rationale_names_the_first_wrong_step():
     wrong_final = task.reference_solution(p).replace("The answer is ons.", "The answer is on.")
     rationale = task.verification_rationale(p, wrong_final)
     assert "first wrong step" not in rationale and rationale.endswith(NO_LINE)
+    right = task.verification_rationale(p, task.reference_solution(p)).split("\n")
+    assert right[-2:] == ['Final answer: the solution says "ons"; the correct answer is "ons". Correct.', YES_LINE]
+    assert task.verification_rationale(p, "").split("\n")[-2] == (
+        'Final answer: the solution skips it; the correct answer is "ons". Wrong.'
+    )
 
 
 def test_arithmetic_rationale_follows_a_carried_slip():
     task = get_task("arithmetic")
     p = task.make_problem(IVY, "92")
     slip = "The books cost 5 * 7 = 36 dollars.\nIvy has 127 - 36 = 91 dollars left.\nThe answer is 91."
+    # A wrong result is recomputed from the solution's own left-hand side; a step whose arithmetic
+    # holds on a carried value shows the reference step, so the operand that is off is visible.
     assert task.verification_rationale(p, slip) == "\n".join([
-        "Step 1: 5 * 7 = 36 is wrong; 5 * 7 = 35.",
-        "Step 2: 127 - 36 = 91, but this step should give 92. Wrong.",
+        "Step 1: the solution says 5 * 7 = 36; 5 * 7 = 35. Wrong.",
+        "Step 2: the solution says 127 - 36 = 91; 127 - 35 = 92. Wrong.",
         "The first wrong step is step 1.",
-        "Final answer: 91; the correct answer is 92. Wrong.",
+        "Final answer: the solution says 91; the correct answer is 92. Wrong.",
         NO_LINE,
     ])  # fmt: skip
     free_form = "5 books at $7 is 5x7=35, and 127-35=92 is left, so #### 92"
     rationale = task.verification_rationale(p, free_form)
     assert "Wrong" not in rationale and rationale.endswith(YES_LINE)
+    assert rationale.split("\n")[:2] == [  # quoted as written, recomputed in the canonical form
+        "Step 1: the solution says 5x7=35; 5 * 7 = 35. Correct.",
+        "Step 2: the solution says 127-35=92; 127 - 35 = 92. Correct.",
+    ]
     early = "The books cost 5 * 7 = 35 dollars.\nThe answer is 35."
-    assert "Step 2: missing; expected 127 - 35 = 92." in task.verification_rationale(p, early)
+    assert "Step 2: the solution skips this step; 127 - 35 = 92. Wrong." in task.verification_rationale(p, early)
+    extra = slip.replace("36", "35").replace("91", "92").replace("The answer", "So 92 + 0 = 92.\nThe answer")
+    rationale = task.verification_rationale(p, extra)
+    assert "Step 3 (extra): the solution says 92 + 0 = 92; 92 + 0 = 92. Correct." in rationale
+    assert "Wrong" not in rationale and rationale.endswith(YES_LINE)
 
 
 def test_word_sort_rationale_checks_each_position():
@@ -381,11 +402,86 @@ def test_word_sort_rationale_checks_each_position():
     )
     rationale = task.verification_rationale(p, swapped)
     assert rationale.split("\n")[:3] == [
-        'Step 1: word 1 is "ka". Correct.',
-        'Step 2: word 2 is "lumira", not "pato". Wrong.',
-        'Step 3: word 3 is "pato", not "lumira". Wrong.',
+        'Step 1: the solution says word 1 is "ka"; word 1 is "ka". Correct.',
+        'Step 2: the solution says word 2 is "pato"; word 2 is "lumira". Wrong.',
+        'Step 3: the solution says word 3 is "lumira"; word 3 is "pato". Wrong.',
     ]
     assert "first wrong step is step 2." in rationale and rationale.endswith(NO_LINE)
+    short = 'Word 1 in alphabetical order is "ka".\nThe answer is ka.'
+    assert "Step 2: the solution skips word 2; word 2 is \"lumira\". Wrong." in task.verification_rationale(p, short)
+    extra = swapped.replace("The answer", 'Word 4 in alphabetical order is "zo".\nThe answer')
+    rationale = task.verification_rationale(p, extra)
+    assert 'Extra step: the solution says word 4 is "zo"; the list has 3 words. Wrong.' in rationale
+
+
+# A checked line copies the solution's claim, then the recomputed value, then the verdict; a skipped
+# step says so. Anything else in a step line would be text written without reading the solution.
+CHECK_LINE = re.compile(
+    r"(?:Step \d+(?: \(extra\))?|Extra step|Final answer): the solution says (?P<claim>.+?); "
+    r"(?P<recomputed>.+)\. (?P<verdict>Correct|Wrong)\."
+)
+SKIP_LINE = re.compile(r"(?:Step \d+|Final answer): the solution skips .+?; .+\. Wrong\.")
+
+
+def claims_of(name: str, solution: str) -> list[str]:
+    """Independent oracle: what each step of a task-written solution claims (a truncated last line
+    included, as far as it goes), in the words the rationale quotes it in (math: as written)."""
+    if name == "last_letter":
+        steps = re.findall(r'^The last letter of "([a-z]+)" is "([a-z])', solution, re.MULTILINE)
+        concat = re.findall(r'^Concatenating .* gives "([a-z]+)', solution, re.MULTILINE)
+        return [f'the last letter of "{w}" is "{c}"' for w, c in steps] + [f'the letters give "{c}"' for c in concat]
+    if name == "word_sort":
+        steps = re.findall(r'^Word (\d+) in alphabetical order is "([a-z]+)', solution, re.MULTILINE)
+        return [f'word {n} is "{w}"' for n, w in steps]
+    if name == "arithmetic":  # the generator writes "a op b = c" with single spaces
+        number = r"-?\d+(?:\.\d+)?"
+        return re.findall(rf"(?<![\d.]){number} [-+*/] {number} = {number}", solution)
+    raise ValueError(name)
+
+
+def compared_value(text: str):
+    """The value a check-line half ends on: its last quoted string, or the number after its last "="
+    (else its last number), so Correct/Wrong can be read off as a comparison of the two halves."""
+    quoted = re.findall(r'"([^"]*)"', text)
+    if quoted:
+        return quoted[-1]
+    numbers = re.findall(r"-?(?:\d[\d,]*)?\.?\d+", text.rpartition("=")[2] or text)
+    return Fraction(Decimal(numbers[-1].replace(",", ""))) if numbers else None
+
+
+@pytest.mark.parametrize("name", [*GENERATED, "gsm8k"])
+def test_every_step_line_quotes_the_solutions_claim(name):
+    """For every candidate kind, each step line of the rationale quotes what the solution claims at
+    that step (so two solutions with different claims get different lines: the rationale cannot be
+    written from the question alone), and its verdict is Correct exactly when the quoted value
+    equals the recomputed one."""
+    task = get_task(name)
+    problems = task.load(GSM8K_HEAD)[:50] if name == "gsm8k" else task.generate("train", 50, seed=3)
+    rng, kinds = random.Random(0), set()
+    for p in problems:
+        for c in task.candidate_solutions(p, 10, rng):
+            kinds.add(c.kind)
+            lines = task.verification_rationale(p, c.solution).split("\n")[:-1]
+            checks = []
+            for line in lines:
+                if line.startswith(("Step ", "Extra step", "Final answer")):
+                    m = CHECK_LINE.fullmatch(line)
+                    assert m or SKIP_LINE.fullmatch(line), (c.kind, line)
+                    if m:
+                        same = compared_value(m["claim"]) == compared_value(m["recomputed"])
+                        assert (m["verdict"] == "Correct") == same, (c.kind, line)
+                        checks.append(m["claim"])
+            final = lines[-1]
+            assert final.startswith("Final answer:")
+            quoted = checks[:-1] if CHECK_LINE.fullmatch(final) else checks
+            if name == "gsm8k":  # GSM8K's own wording: each equation quoted verbatim, in order
+                assert len(quoted) == len(find_equations(c.solution))
+                at = 0
+                for claim in quoted:
+                    at = c.solution.index(claim, at) + len(claim)
+            else:
+                assert quoted == claims_of(name, c.solution), (c.kind, c.solution, lines)
+    assert kinds == {"reference", *task.perturbation_kinds()}
 
 
 @pytest.mark.parametrize("name", GENERATED)

@@ -9,7 +9,6 @@ import pytest
 
 from genrm_ray.prompts import DIRECT_QUESTION, NO, YES
 from genrm_ray.tasks import get_task
-
 from tests.fixtures.data import GSM8K_HEAD  # noqa: E402
 
 
@@ -70,12 +69,13 @@ def test_rationales_check_the_arithmetic_of_real_solutions(task, problems):
     # GSM8K's own references hold three real slips in the first 200 rows (e.g. 192*100=$1920);
     # everything else, units and fractions included, must not be flagged.
     assert len(flagged) == 3
-    assert any("192 * 100 = 1920 is wrong; 192 * 100 = 19200." in r for r in flagged)
+    assert any("the solution says 192*100=$1920; 192 * 100 = 19200. Wrong." in r for r in flagged)
     rationale = task.verification_rationale(problems[0], task.reference_solution(problems[0]))
+    # Each equation is quoted as GSM8K wrote it, then recomputed.
     assert rationale == "\n".join([
-        "Step 1: 48 / 2 = 24. Correct.",
-        "Step 2: 48 + 24 = 72. Correct.",
-        "Final answer: 72. Correct.",
+        "Step 1: the solution says 48/2 = 24; 48 / 2 = 24. Correct.",
+        "Step 2: the solution says 48+24 = 72; 48 + 24 = 72. Correct.",
+        "Final answer: the solution says 72; the correct answer is 72. Correct.",
         DIRECT_QUESTION + YES,
     ])  # fmt: skip
 
@@ -89,7 +89,7 @@ def test_carried_slip_propagates_into_later_steps(task, problems):
         # The slipped step is wrong; every step after it is recomputed from the slipped value.
         rationale = task.verification_rationale(p, c.solution)
         step_lines = [line for line in rationale.split("\n") if line.startswith("Step ")]
-        assert sum("is wrong" in line for line in step_lines) == 1
+        assert sum(line.endswith("Wrong.") for line in step_lines) == 1
         assert not c.correct and rationale.endswith(DIRECT_QUESTION + NO)
 
 

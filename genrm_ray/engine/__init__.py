@@ -16,6 +16,7 @@ from typing import Any
 from genrm_ray.engine.base import Completion, GenerationBackend
 from genrm_ray.engine.hf_backend import HFBackend
 from genrm_ray.engine.vllm_backend import AsyncVLLMBackend, VLLMBackend
+from genrm_ray.runs import is_hf_model_dir
 
 BACKENDS = {"vllm": VLLMBackend, "hf": HFBackend}
 
@@ -28,7 +29,7 @@ def make_backend(kind: str, model_dir: str | Path, **options: Any) -> Generation
     if kind not in BACKENDS:
         raise ValueError(f"unknown generation backend {kind!r}; expected one of {sorted(BACKENDS)}")
     path = Path(model_dir)
-    if not (path / "config.json").is_file():
+    if not is_hf_model_dir(path):
         raise FileNotFoundError(
             f"model directory {path} does not exist or has no config.json; "
             "make one with genrm_ray.models.create_tiny_model or save_pretrained"

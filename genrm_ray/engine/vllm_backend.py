@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from transformers import AutoTokenizer
 
 from genrm_ray.engine.base import Completion, check_generate_args, check_token_ids
+from genrm_ray.runs import is_hf_model_dir
 
 
 def engine_kwargs(
@@ -100,7 +102,7 @@ def _prompt_seeds(seed: int | None, count: int) -> list[int | None]:
 
 def _check_model_dir(model_dir: str | Path) -> Path:
     path = Path(model_dir)
-    if not (path / "config.json").is_file():
+    if not is_hf_model_dir(path):
         raise FileNotFoundError(f"model directory {path} has no config.json (not a saved HF model)")
     return path
 

@@ -5,10 +5,10 @@ Environment (read when the first reward is asked for, so a launcher may set it a
 
 | variable | meaning | default |
 |---|---|---|
-| ``GENRM_REWARD_URL`` | base URL of the reward app, e.g. ``http://10.0.0.5:8000/genrm`` | required |
+| ``GENRM_REWARD_URL`` | base URL of the reward app, e.g. ``http://10.0.0.5:8000`` | required |
 | ``GENRM_REWARD_TOKEN`` | bearer token (read by RewardClient) | none |
 | ``GENRM_REWARD_MODE`` | ``cot`` (K rationales, mean p(Yes)) or ``direct`` (p(Yes)) | ``cot`` |
-| ``GENRM_REWARD_K`` | rationales per item in ``cot`` mode | the server's ``scoring.default_k`` |
+| ``GENRM_REWARD_K`` | rationales per item in ``cot`` mode | the server's ``scoring.cot.k`` |
 | ``GENRM_REWARD_ADAPTIVE`` | ``1``: adaptive K | ``0`` |
 | ``GENRM_REWARD_TASK`` | task name of the items | the server's ``scoring.task`` |
 | ``GENRM_REWARD_TIMEOUT_S`` | per-request timeout | ``120`` |
@@ -18,7 +18,8 @@ Environment (read when the first reward is asked for, so a launcher may set it a
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from genrm_ray.reward_client import RewardClient
 
@@ -32,7 +33,7 @@ def client_options_from_env() -> dict[str, Any]:
     url = env.get(URL_ENV, "").strip()
     if not url:
         raise RuntimeError(f"{URL_ENV} is not set: point it at the GenRM reward app, e.g. "
-                           f"{URL_ENV}=http://127.0.0.1:8000/genrm (docs/rl.md)")
+                           f"{URL_ENV}=http://127.0.0.1:8000 (the serve config's http.port and route_prefix; docs/rl.md)")
     options: dict[str, Any] = {"url": url, "mode": env.get("GENRM_REWARD_MODE", "cot").strip()}
     for key, name in _INT_ENV.items():
         if env.get(name, "").strip():

@@ -1,7 +1,8 @@
 """OpenRLHF custom reward function over the served GenRM. This file's path is the option value:
 
-    export GENRM_REWARD_URL=http://10.0.0.5:8000/genrm GENRM_REWARD_TOKEN=... GENRM_REWARD_MODE=cot GENRM_REWARD_K=4
-    python -m openrlhf.cli.train_ppo_ray ... --reward.remote_url $(python -c 'import genrm_ray.integrations.openrlhf as m; print(m.__file__)')
+    export GENRM_REWARD_URL=http://10.0.0.5:8000 GENRM_REWARD_TOKEN=... GENRM_REWARD_MODE=cot GENRM_REWARD_K=4
+    python -m openrlhf.cli.train_ppo_ray ... \
+        --reward.remote_url $(python -c 'import genrm_ray.integrations.openrlhf as m; print(m.__file__)')
     # (OpenRLHF before the 2026 CLI rename: --remote_rm_url)
 
 OpenRLHF loads it with ``importlib.util.spec_from_file_location("reward_func", path)`` and calls
@@ -27,7 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from genrm_ray.integrations.common import ascore_nonblank, client_options_from_env
 from genrm_ray.reward_client import RewardClient

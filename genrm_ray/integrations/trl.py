@@ -1,7 +1,7 @@
 """The served GenRM as a TRL reward function.
 
     from genrm_ray.integrations.trl import AsyncGenRMReward
-    reward = AsyncGenRMReward(url="http://127.0.0.1:8000/genrm", mode="cot", k=4)   # token: GENRM_REWARD_TOKEN
+    reward = AsyncGenRMReward(url="http://127.0.0.1:8000", mode="cot", k=4)   # token: GENRM_REWARD_TOKEN
     trainer = GRPOTrainer(model=..., reward_funcs=[reward], train_dataset=..., args=GRPOConfig(...))
 
 TRL (1.16, trl/trainer/grpo_trainer.py ``_calculate_rewards``) calls each reward function with
@@ -19,7 +19,8 @@ are reduced to the last user message (prompt) and the assistant text (completion
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from genrm_ray.integrations.common import ascore_nonblank
 from genrm_ray.reward_client import RewardClient

@@ -3,7 +3,7 @@
 
 | veRL path | ``custom_reward_function.name`` | how veRL calls it |
 |---|---|---|
-| reward loop (``reward_model.use_reward_loop=True``, the default since 2026) | ``compute_score_async`` | one awaited call per sample, all samples at once; calls are gathered into batched requests |
+| reward loop (``use_reward_loop=True``, the default) | ``compute_score_async`` | one awaited call per sample, gathered into batches |
 | ``reward_manager=naive`` (legacy) | ``compute_score`` | one blocking call per sample |
 | ``reward_manager=batch`` | ``compute_score_batch`` | one call per batch |
 
@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from genrm_ray.integrations.common import ascore_nonblank, client_options_from_env
 from genrm_ray.reward_client import RewardClient
@@ -39,7 +40,7 @@ VERL_EXTRAS = ("reward_router_address", "reward_model_tokenizer")
 DEFAULT_WINDOW_S = 0.02
 
 _clients: dict[tuple, RewardClient] = {}
-_gatherers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, _Gatherer]]" = weakref.WeakKeyDictionary()
+_gatherers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, _Gatherer]] = weakref.WeakKeyDictionary()
 
 
 def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -2,32 +2,36 @@
 
     cfg = load_grpo_config("configs/grpo_last_letter_cpu.yaml", ["reward.source=oracle", "train.steps=50"])
 
-Paths can name a GenRM training run (jobs/train_genrm.py's run dir): its summary.json names the
-policy it was trained from (data.policy) and the verifier it exported (hf_model), so the embedded
-default starts from what `make demo` produced.
+models.from_run can name a GenRM training run (jobs/train_genrm.py's run dir, genrm_ray.runs.RunDir): its
+summary.json names the policy it was trained from (data.policy) and its verifier export fills
+models.verifier. The embedded default names runs/ll-cot, the GenRM-CoT run whose command heads
+configs/grpo_last_letter_cpu.yaml (`make demo` trains a direct GenRM into runs/demo instead).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from genrm_ray.config import ConfigError, load_config
-
-REWARD_SOURCES = ("genrm_cot", "genrm_direct", "discriminative", "oracle")
+from genrm_ray.models.pretrained import BaseModelError, resolve_base_model
+from genrm_ray.runs import RunDir, RunDirError, require_hf_model_dir
+from genrm_ray.scoring import CotConfig, check_cot
+from genrm_ray.train.config import DeepSpeedConfig, LoggingConfig, check_deepspeed
 
 
 @dataclass
-class ModelsSection:
-    from_run: str = ""  # a train_genrm run dir: fills policy (summary data.policy) and verifier (hf_model)
+class ModelsConfig:
+    from_run: str = ""  # a train_genrm run dir: fills policy (summary data.policy) and verifier (its export)
     policy: str = ""  # HF dir of the SFT policy that GRPO starts from (also the frozen KL reference)
     verifier: str = ""  # HF dir of the reward model (genrm_* sources: GenRM; discriminative: classifier)
 
 
 @dataclass
-class TaskSection:
+class TaskConfig:
     name: str = "last_letter"
     n_train: int = 2000  # train-split prompts GRPO samples from
     n_eval: int = 200  # held-out prompts for pass@1
@@ -36,7 +40,8 @@ class TaskSection:
 
 
 @dataclass
-class RewardSection:
+class RewardConfig:
+    # A name in genrm_ray.rl.rewards.REWARD_SOURCES (the registry the RewardActor builds from).
     source: Literal["genrm_cot", "genrm_direct", "discriminative", "oracle"] = "genrm_cot"
     # Where the GenRM is served (genrm_* sources), first match wins: url (an HTTP base URL; bearer token
     # from $GENRM_REWARD_TOKEN), app_name (a Serve app already running in this Ray cluster: handle
@@ -45,26 +50,29 @@ class RewardSection:
     app_name: str = ""
     serve_config: str = "configs/serve_cpu.yaml"  # the app this job starts for genrm_* sources
     serve_overrides: list[str] = field(default_factory=list)
-    k: int = 4  # rationales per (prompt, response) for genrm_cot
-    adaptive: bool = False
+    # genrm_cot voting. cot.k and cot.adaptive go with every request; an app this job starts votes
+    # with this whole section (its scoring.cot); a server found by url / app_name keeps its own.
+    cot: CotConfig = field(default_factory=lambda: CotConfig(k=4))
     batch_size: int = 64  # items per reward request
     retries: int = 3
     num_cpus: float = 0.25  # the reward actor (it holds the model for `discriminative`)
 
 
 @dataclass
-class RolloutSection:
+class RolloutConfig:
     prompts_per_step: int = 16
     group_size: int = 8  # G responses per prompt; advantages are normalized within each group
     temperature: float = 1.0
-    max_tokens: int = 160  # byte-level tokenizer: a 4-word last-letter solution is ~140 tokens
+    max_tokens: int = 256  # response budget; cut responses count as unfinished (last-letter solutions run 160-220 tokens)
     chunks: int = 2  # rollouts go out in chunks so scoring of one overlaps generation of the next
     num_cpus: float = 0.5
     engine: dict[str, Any] = field(default_factory=dict)  # vLLM options (genrm_ray.engine.vllm_backend)
 
 
 @dataclass
-class TrainSection:
+class PolicyTrainConfig:
+    """The GRPO policy's optimization: what every PolicyWorker rank builds its DeepSpeed engine from."""
+
     steps: int = 100
     lr: float = 1e-4
     weight_decay: float = 0.0
@@ -72,84 +80,94 @@ class TrainSection:
     clip_eps: float = 0.2
     kl_coef: float = 0.02  # 0 = no KL term and no reference model
     micro_batch_size: int = 32
-    zero_stage: int = 2
-    bf16: bool = False
-    grad_clip: float = 1.0
+    deepspeed: DeepSpeedConfig = field(default_factory=lambda: DeepSpeedConfig(zero_stage=2, bf16=False))
     num_workers: int = 1  # DeepSpeed ranks (data parallel)
     resources_per_worker: dict[str, float] = field(default_factory=lambda: {"CPU": 0.5})
+    # How long the ranks' placement group may wait for room (an autoscaler may be adding a node); then
+    # the job fails, releasing what it started.
+    placement_timeout_s: float = 600.0
     seed: int = 0
     budget_minutes: float = 0.0  # stop after this much wall time (0 = no limit); the run's last step still saves
 
 
 @dataclass
-class EvalSection:
+class PassAtOneConfig:
     every: int = 10  # steps between held-out pass@1 measurements (and at step 0 and the end)
     temperature: float = 0.0  # 0 = greedy
     samples: int = 1  # per held-out prompt; pass@1 = mean correctness
 
 
 @dataclass
-class LoggingSection:
-    wandb_project: str | None = None  # None -> $WANDB_PROJECT or "genrm-ray"; mode offline by default
-    wandb_mode: Literal["offline", "online", "disabled"] | None = None
-
-
-@dataclass
 class GRPOConfig:
-    models: ModelsSection = field(default_factory=ModelsSection)
-    task: TaskSection = field(default_factory=TaskSection)
-    reward: RewardSection = field(default_factory=RewardSection)
-    rollout: RolloutSection = field(default_factory=RolloutSection)
-    train: TrainSection = field(default_factory=TrainSection)
-    eval: EvalSection = field(default_factory=EvalSection)
-    logging: LoggingSection = field(default_factory=LoggingSection)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    train: PolicyTrainConfig = field(default_factory=PolicyTrainConfig)
+    eval: PassAtOneConfig = field(default_factory=PassAtOneConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     checkpoint_every: int = 20  # steps; the last step always saves; a rerun in the same run_dir resumes
     run_dir: str = ""  # "" = runs/grpo-<reward source>
     ray_address: str = ""  # "" = $RAY_ADDRESS if set, else a local Ray
 
 
-def _hf_dir(path: str, key: str) -> str:
-    if not (Path(path) / "config.json").is_file():
-        raise ConfigError(f"{key}: {path} is not a Hugging Face model dir (no config.json)")
-    return str(Path(path).resolve())
-
-
 def load_grpo_config(path: str | Path | None, overrides: Sequence[str] = ()) -> GRPOConfig:
     """Load, fill models.* from models.from_run, and check everything checkable without Ray."""
     cfg = load_config(GRPOConfig, path, overrides)
+    try:
+        check_grpo_config(cfg)
+    except (RunDirError, BaseModelError) as e:
+        raise ConfigError(str(e)) from None
+    return cfg
+
+
+def check_grpo_config(cfg: GRPOConfig) -> None:
+    """Everything checkable without Ray (fills models.* from models.from_run and resolves models.policy
+    to an HF dir, converting a GGUF once: that check, which loads a tokenizer and imports vLLM, runs
+    last); ConfigError, RunDirError or BaseModelError naming the key. jobs/train_grpo.py passes it to
+    genrm_ray.launch.load."""
     m = cfg.models
     if m.from_run:
-        summary = Path(m.from_run) / "summary.json"
-        if not summary.is_file():
-            raise ConfigError(f"models.from_run: {summary} not found; train the verifier first with jobs/train_genrm.py "
-                              "(the command is in the header of configs/grpo_last_letter_cpu.yaml), or set "
-                              "models.policy and models.verifier")
-        s = json.loads(summary.read_text())
-        m.policy = m.policy or s.get("data", {}).get("policy", "")
-        m.verifier = m.verifier or s.get("hf_model", "")
+        run = RunDir(Path(m.from_run))
+        if not run.summary_file.is_file():
+            raise ConfigError(f"models.from_run: {run.summary_file} not found; train the verifier first with "
+                              "jobs/train_genrm.py (the command is in the header of configs/grpo_last_letter_cpu.yaml), "
+                              "or set models.policy and models.verifier")
+        m.policy = m.policy or str(run.policy() or "")
+        m.verifier = m.verifier or str(run.hf_model() or "")
     if not m.policy:
         raise ConfigError("models.policy is required (or models.from_run naming a train_genrm run dir)")
-    m.policy = _hf_dir(m.policy, "models.policy")
     served_elsewhere = bool(cfg.reward.url or cfg.reward.app_name)
     if cfg.reward.source == "discriminative" or (cfg.reward.source.startswith("genrm") and not served_elsewhere):
         if not m.verifier:
             raise ConfigError(f"reward.source={cfg.reward.source} needs models.verifier (or reward.url of a running endpoint)")
-        m.verifier = _hf_dir(m.verifier, "models.verifier")
+        m.verifier = str(require_hf_model_dir(m.verifier, "models.verifier").resolve())
     r, t = cfg.rollout, cfg.train
     for key, value, low in [("rollout.prompts_per_step", r.prompts_per_step, 1), ("rollout.group_size", r.group_size, 2),
                             ("rollout.max_tokens", r.max_tokens, 1), ("rollout.chunks", r.chunks, 1),
                             ("train.steps", t.steps, 1), ("train.num_workers", t.num_workers, 1),
-                            ("train.micro_batch_size", t.micro_batch_size, 1), ("reward.k", cfg.reward.k, 1),
+                            ("train.micro_batch_size", t.micro_batch_size, 1), ("train.warmup_steps", t.warmup_steps, 0),
                             ("eval.every", cfg.eval.every, 1), ("eval.samples", cfg.eval.samples, 1),
                             ("task.n_train", cfg.task.n_train, 1), ("task.n_eval", cfg.task.n_eval, 1)]:
         if value < low:
             raise ConfigError(f"{key} must be >= {low}, got {value}")
     if r.prompts_per_step % r.chunks:
         raise ConfigError(f"rollout.prompts_per_step={r.prompts_per_step} must be a multiple of rollout.chunks={r.chunks}")
-    if t.zero_stage not in (2, 3):
-        raise ConfigError(f"train.zero_stage must be 2 or 3, got {t.zero_stage}")
-    if t.kl_coef < 0:
-        raise ConfigError(f"train.kl_coef must be >= 0, got {t.kl_coef}")
+    check_deepspeed(t.deepspeed, "train.deepspeed")
+    if t.placement_timeout_s <= 0:
+        raise ConfigError(f"train.placement_timeout_s must be > 0, got {t.placement_timeout_s}")
+    if t.lr <= 0 or t.clip_eps <= 0 or t.kl_coef < 0:
+        raise ConfigError(f"train.lr > 0, train.clip_eps > 0 and train.kl_coef >= 0, got {t.lr}, {t.clip_eps}, {t.kl_coef}")
+    check_cot(cfg.reward.cot, "reward.cot")
+    if served_elsewhere:
+        kept = dataclasses.replace(cfg.reward.cot, k=CotConfig.k, adaptive=CotConfig.adaptive)
+        if kept != CotConfig():
+            changed = [f.name for f in dataclasses.fields(CotConfig) if getattr(kept, f.name) != getattr(CotConfig(), f.name)]
+            raise ConfigError(f"reward.cot.{changed[0]}: a server found by reward.url / reward.app_name votes with its own "
+                              "scoring.cot; only reward.cot.k and reward.cot.adaptive go with a request")
+    if any(o.startswith("scoring.cot") for o in cfg.reward.serve_overrides):
+        raise ConfigError("reward.serve_overrides: the app this job starts votes with reward.cot; set reward.cot.* instead "
+                          "of scoring.cot.*")
     if cfg.task.eval_split == "test":
         raise ConfigError("task.eval_split=test is reserved for Best-of-N; use validation (or ood)")
     from genrm_ray.tasks import get_task
@@ -158,9 +176,18 @@ def load_grpo_config(path: str | Path | None, overrides: Sequence[str] = ()) -> 
     if cfg.task.eval_split not in task.splits():
         raise ConfigError(f"task.eval_split: task {task.name!r} has no split {cfg.task.eval_split!r} ({list(task.splits())})")
     if cfg.reward.source.startswith("genrm") and not served_elsewhere:
-        from genrm_ray.serving.config import load_serve_config
+        serve_config(cfg)  # the app's config fails now, not after the actors start
+    m.policy = str(resolve_base_model(m.policy, "models.policy", vllm=True).resolve())
 
-        if not Path(cfg.reward.serve_config).is_file():
-            raise ConfigError(f"reward.serve_config: no such file {cfg.reward.serve_config}")
-        load_serve_config(cfg.reward.serve_config, [f"checkpoint={m.verifier}", *cfg.reward.serve_overrides])
-    return cfg
+
+def serve_config(cfg: GRPOConfig):
+    """The config of the reward app this job starts (genrm_* sources without url / app_name): serve_config
+    over models.verifier, voting with reward.cot."""
+    from genrm_ray.serving.config import check_serve_config, load_serve_config
+
+    if not Path(cfg.reward.serve_config).is_file():
+        raise ConfigError(f"reward.serve_config: no such file {cfg.reward.serve_config}")
+    serve = load_serve_config(cfg.reward.serve_config, [f"checkpoint={cfg.models.verifier}", *cfg.reward.serve_overrides])
+    serve.scoring.cot = dataclasses.replace(cfg.reward.cot)
+    check_serve_config(serve)
+    return serve

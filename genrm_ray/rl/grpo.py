@@ -36,6 +36,17 @@ def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6, 
 
 
 @dataclass
+class Rollout:
+    """One sampled response, as the rollout engine (actors/rollout_actor.py) returns it. ``finished``:
+    stopped on EOS or a stop string, not on max_tokens."""
+
+    text: str  # stop strings removed
+    token_ids: list[int]  # what was sampled (the trained tokens), EOS included when it stopped on EOS
+    prompt_token_ids: list[int]  # the prompt as the engine saw it (with <s>)
+    finished: bool
+
+
+@dataclass
 class RolloutBatch:
     """Tensors of one GRPO update. ``advantages``/``old_logprobs``/``ref_logprobs`` are filled in by the
     driver after scoring (``make_rollout_batch`` leaves them None)."""
@@ -50,7 +61,7 @@ class RolloutBatch:
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
-    def select(self, index: slice | torch.Tensor) -> "RolloutBatch":
+    def select(self, index: slice | torch.Tensor) -> RolloutBatch:
         """The rows ``index`` of every tensor (e.g. one rank's shard or one micro-batch)."""
         return RolloutBatch(**{f.name: None if (v := getattr(self, f.name)) is None else v[index] for f in fields(self)})
 

@@ -14,6 +14,7 @@ concurrently, and vLLM schedules all their sequences together.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -24,19 +25,31 @@ from ray import serve
 
 from genrm_ray import prompts
 from genrm_ray.serving import auth
-from genrm_ray.serving.config import ServeConfig, auth_token, check_serve_config, load_serve_config
+from genrm_ray.serving.config import (
+    ServeConfig,
+    auth_token,
+    check_serve_config,
+    deployment_options,
+    engine_options,
+    load_serve_config,
+)
 from genrm_ray.serving.dedup import LRUCache, unique
 from genrm_ray.serving.metrics import replica_metrics
-from genrm_ray.serving.schemas import (ItemDetail, ModelCard, OpenRLHFRequest, OpenRLHFResponse, RewardRequest,
-                                       RewardResponse, Usage)
+from genrm_ray.serving.schemas import (
+    ItemDetail,
+    ModelCard,
+    OpenRLHFRequest,
+    OpenRLHFResponse,
+    RequestError,
+    RewardRequest,
+    RewardResponse,
+    Usage,
+    recover_question,
+)
 
 # Room left for re-tokenization drift: a CoT rationale is scored as text, and its re-encoded token
 # count can differ slightly from the count the engine generated.
 COT_MARGIN_TOKENS = 8
-
-
-class RequestError(ValueError):
-    """A client-side mistake found by the replica (limits that depend on the config): HTTP 422."""
 
 
 api = FastAPI(
@@ -71,54 +84,6 @@ async def _auth_and_count(request: Request, call_next):
     m.requests.inc(tags={"route": route, "status": f"{response.status_code // 100}xx"})
     m.latency.observe(time.perf_counter() - start, tags={"route": route})
     return response
-
-
-def recover_question(task: str, prompt: str) -> str:
-    """prompts.question_of_prompt, with its complaint as a 4xx."""
-    try:
-        return prompts.question_of_prompt(task, prompt)
-    except ValueError as e:
-        raise RequestError(str(e)) from None
-
-
-def engine_options(cfg: ServeConfig) -> dict[str, Any]:
-    """AsyncVLLMBackend options from the config (trust_remote_code only when configured)."""
-    e = cfg.engine
-    options = dict(dtype=e.dtype, max_model_len=e.max_model_len, seed=e.seed, enforce_eager=e.enforce_eager, **e.extra)
-    if e.trust_remote_code:
-        options["trust_remote_code"] = True
-    if e.tensor_parallel_size > 1:
-        # Workers go into this replica's placement group (bundles below), one GPU each.
-        options.update(tensor_parallel_size=e.tensor_parallel_size, distributed_executor_backend="ray")
-    return options
-
-
-def deployment_options(cfg: ServeConfig) -> dict[str, Any]:
-    """``serve.deployment(...)`` options: autoscaling, request limits, replica resources."""
-    d, tp = cfg.deployment, cfg.engine.tensor_parallel_size
-    options: dict[str, Any] = dict(
-        name=d.name,
-        max_ongoing_requests=d.max_ongoing_requests,
-        max_queued_requests=d.max_queued_requests,
-        autoscaling_config=dict(min_replicas=d.min_replicas, max_replicas=d.max_replicas,
-                                initial_replicas=d.initial_replicas, target_ongoing_requests=d.target_ongoing_requests,
-                                upscale_delay_s=d.upscale_delay_s, downscale_delay_s=d.downscale_delay_s,
-                                look_back_period_s=d.look_back_period_s),
-        health_check_period_s=d.health_check_period_s,
-        graceful_shutdown_wait_loop_s=d.graceful_shutdown_wait_loop_s,
-        graceful_shutdown_timeout_s=d.graceful_shutdown_timeout_s,
-    )
-    if d.accelerator == "cpu":
-        options["ray_actor_options"] = {"num_cpus": d.num_cpus}
-    elif tp == 1:
-        options["ray_actor_options"] = {"num_cpus": d.num_cpus, "num_gpus": 1}
-    else:
-        # The replica actor takes the CPU bundle; vLLM's tensor-parallel workers take one GPU bundle
-        # each, packed onto one node.
-        options["ray_actor_options"] = {"num_cpus": d.num_cpus, "num_gpus": 0}
-        options["placement_group_bundles"] = [{"CPU": d.num_cpus}] + [{"GPU": 1}] * tp
-        options["placement_group_strategy"] = "STRICT_PACK"
-    return options
 
 
 # Serve pickles the class when it is decorated (here, at import), so everything its methods use is
@@ -157,7 +122,7 @@ class GenRMRewardServer:
             raise RequestError(f"labels has {len(body.labels)} entries but query has {len(body.query)}")
         items = [{"prompt": p, "response": self._response_of(i, q, p)} for i, (q, p) in enumerate(zip(body.query, body.prompts))]
         s = self.cfg.scoring
-        out = await self._score(RewardRequest(items=items, mode=s.get_reward_mode, k=s.default_k))
+        out = await self._score(RewardRequest(items=items, mode=s.get_reward_mode, k=s.cot.k))
         d = out["details"]
         return {"rewards": out["rewards"], "scores": out["rewards"],
                 "extra_logs": {"k_used": [float(x["k_used"]) for x in d],
@@ -215,7 +180,7 @@ class GenRMRewardServer:
         s = self.cfg.scoring
         if len(body.items) > s.max_items:
             raise RequestError(f"items: {len(body.items)} items, over the server's limit of max_items={s.max_items}")
-        k = s.default_k if body.k is None else body.k
+        k = s.cot.k if body.k is None else body.k
         if body.mode == "cot" and k > s.max_k:
             raise RequestError(f"k: {k} is over the server's limit of max_k={s.max_k}")
         return k
@@ -243,18 +208,18 @@ class GenRMRewardServer:
         texts = [build(it.task, it.question, it.solution) for it in items]
         lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True)["input_ids"]]
         limit = self.cfg.engine.max_model_len
-        extra = 1 if mode == "direct" else self.cfg.scoring.max_rationale_tokens + self.question_tokens + 1 + COT_MARGIN_TOKENS
+        extra = 1 if mode == "direct" else self.cfg.scoring.cot.max_rationale_tokens + self.question_tokens + 1 + COT_MARGIN_TOKENS
         for u, n in enumerate(lengths):
             if n + extra > limit:
                 first = where.index(u)
+                budget = self.cfg.scoring.cot.max_rationale_tokens
                 need = f"{n} + 1 scored token" if mode == "direct" else (
-                    f"{n} + up to {extra} for the rationale (max_rationale_tokens={self.cfg.scoring.max_rationale_tokens}) and verdict")
+                    f"{n} + up to {extra} for the rationale (scoring.cot.max_rationale_tokens={budget}) and verdict")
                 raise RequestError(f"items[{first}]: the {mode} verification prompt needs {need} tokens, "
                                    f"over the model's context max_model_len={limit}; shorten prompt or response")
         return lengths
 
     async def _score(self, body: RewardRequest) -> dict:
-        from genrm_ray.scoring import CotSettings
 
         s = self.cfg.scoring
         k = self._check_limits(body)
@@ -263,10 +228,9 @@ class GenRMRewardServer:
         lengths = self._prompt_lengths(keys, body.mode, where)
         settings = None
         if body.mode == "cot":
-            settings = CotSettings(k=k, temperature=s.temperature, top_p=s.top_p, max_rationale_tokens=s.max_rationale_tokens,
-                                   unfinished_p_yes=s.unfinished_p_yes, adaptive=body.adaptive, min_k=min(s.min_k, k),
-                                   round_size=s.round_size, tolerance=s.tolerance, seed=s.seed)
-        variant = (body.mode, settings, body.return_rationales)
+            adaptive = s.cot.adaptive if body.adaptive is None else body.adaptive
+            settings = dataclasses.replace(s.cot, k=k, adaptive=adaptive, min_k=min(s.cot.min_k, k))
+        variant = (body.mode, settings and dataclasses.astuple(settings), body.return_rationales)
         results: list[Any] = [self.cache.get((variant, key)) for key in keys]
         todo = [u for u, r in enumerate(results) if r is None]
         cache_hits = len(keys) - len(todo)
@@ -333,5 +297,4 @@ def build_app(args: dict[str, Any]):
     return make_app(load_serve_config(path, overrides))
 
 
-__all__ = ["GenRMRewardServer", "RequestError", "api", "build_app", "deploy", "deployment_options", "engine_options",
-           "make_app", "recover_question"]
+__all__ = ["GenRMRewardServer", "api", "build_app", "deploy", "make_app"]

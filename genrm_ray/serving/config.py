@@ -1,6 +1,6 @@
 """The reward server's config: one YAML file (``configs/serve_*.yaml``) + ``key=value`` overrides.
 
-    cfg = load_serve_config("configs/serve_cpu.yaml", ["checkpoint=runs/x/genrm", "deployment.max_replicas=4"])
+    cfg = load_serve_config("configs/serve_cpu.yaml", ["checkpoint=runs/demo", "deployment.max_replicas=4"])
 
 Every path and engine option comes from here (the operator), never from a request.
 """
@@ -8,15 +8,18 @@ Every path and engine option comes from here (the operator), never from a reques
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from genrm_ray.config import ConfigError, load_config
+from genrm_ray.runs import RunDirError, resolve_model_dir
+from genrm_ray.scoring import CotConfig, check_cot, voting_temperature_problem
 
 
 @dataclass
-class EngineOptions:
+class EngineConfig:
     """vLLM engine options of each replica (see genrm_ray.engine.vllm_backend.engine_kwargs)."""
 
     dtype: str = "bfloat16"
@@ -29,27 +32,21 @@ class EngineOptions:
 
 
 @dataclass
-class ScoringOptions:
+class ScoringConfig:
     task: str = "last_letter"  # task of every item unless a request names another
     normalize: bool = False  # p(Yes)/(p(Yes)+p(No)) instead of the paper's raw p(Yes)
-    default_k: int = 8
-    max_k: int = 32
+    # GenRM-CoT voting. cot.k and cot.adaptive are the defaults of a request that names no k / adaptive;
+    # every other field applies to every CoT request.
+    cot: CotConfig = field(default_factory=CotConfig)
+    max_k: int = 32  # the largest k a request may ask for
     max_items: int = 256  # items per request
-    max_rationale_tokens: int = 256
-    temperature: float = 1.0
-    top_p: float = 1.0
-    unfinished_p_yes: float = 0.0
-    min_k: int = 2  # adaptive K: see genrm_ray.scoring
-    round_size: int = 2
-    tolerance: float = 0.1
-    seed: int | None = None  # fixed CoT sampling seed (reproducible rewards); None: fresh samples
-    get_reward_mode: Literal["direct", "cot"] = "direct"  # /get_reward (OpenRLHF) cannot choose; k = default_k
+    get_reward_mode: Literal["direct", "cot"] = "direct"  # /get_reward (OpenRLHF) cannot choose; k = cot.k
     dedup: bool = True  # score identical (task, prompt, response) once per request
     cache_size: int = 0  # LRU entries across requests; 0 turns the cache off
 
 
 @dataclass
-class DeploymentOptions:
+class DeploymentConfig:
     name: str = "GenRMReward"
     accelerator: Literal["cpu", "gpu"] = "cpu"
     num_cpus: float = 1.0  # per replica (vLLM's engine processes run outside Ray's CPU accounting)
@@ -70,7 +67,7 @@ class DeploymentOptions:
 
 
 @dataclass
-class HTTPOptions:
+class HTTPConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     app_name: str = "genrm"
@@ -83,47 +80,50 @@ class HTTPOptions:
 
 @dataclass
 class ServeConfig:
-    checkpoint: str = ""  # the GenRM checkpoint dir (HF format, the training job's export)
-    model_name: str = ""  # reported by /v1/models and responses; default: the checkpoint dir's name
-    engine: EngineOptions = field(default_factory=EngineOptions)
-    scoring: ScoringOptions = field(default_factory=ScoringOptions)
-    deployment: DeploymentOptions = field(default_factory=DeploymentOptions)
-    http: HTTPOptions = field(default_factory=HTTPOptions)
+    # The GenRM: its HF export, or the training run that holds it (runs/<run>: genrm/hf_model).
+    checkpoint: str = ""
+    model_name: str = ""  # reported by /v1/models and responses; default: the run's (or export's) folder name
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
+    http: HTTPConfig = field(default_factory=HTTPConfig)
 
 
 def load_serve_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> ServeConfig:
     """Load and check a serve config; the checkpoint path becomes absolute (replicas run elsewhere)."""
     cfg = load_config(ServeConfig, path, overrides)
     check_serve_config(cfg)
-    cfg.checkpoint = str(Path(cfg.checkpoint).resolve())
-    cfg.model_name = cfg.model_name or Path(cfg.checkpoint).name
+    named = Path(cfg.checkpoint).resolve()
+    cfg.checkpoint = str(resolve_model_dir(named, "checkpoint").resolve())
+    cfg.model_name = cfg.model_name or (named.name if named != Path(cfg.checkpoint) else Path(cfg.checkpoint).name)
     return cfg
 
 
 def check_serve_config(cfg: ServeConfig) -> None:
     """Everything checkable before Ray starts; ConfigError names the key."""
-    from genrm_ray.scoring import voting_temperature_problem
     from genrm_ray.tasks import TASKS
 
     if not cfg.checkpoint:
         raise ConfigError("checkpoint: not set (pass --checkpoint DIR or checkpoint=DIR)")
-    if not (Path(cfg.checkpoint) / "config.json").is_file():
-        raise ConfigError(f"checkpoint: {cfg.checkpoint} is not a Hugging Face model dir (no config.json)")
+    try:
+        resolve_model_dir(cfg.checkpoint, "checkpoint")
+    except RunDirError as e:
+        raise ConfigError(str(e)) from None
     s, d = cfg.scoring, cfg.deployment
     if s.task not in TASKS:
         raise ConfigError(f"scoring.task: unknown task {s.task!r}; known: {sorted(TASKS)}")
     for key, value, low in [("scoring.max_k", s.max_k, 1), ("scoring.max_items", s.max_items, 1),
-                            ("scoring.max_rationale_tokens", s.max_rationale_tokens, 1),
                             ("scoring.cache_size", s.cache_size, 0), ("deployment.min_replicas", d.min_replicas, 0),
                             ("deployment.max_ongoing_requests", d.max_ongoing_requests, 1),
                             ("engine.tensor_parallel_size", cfg.engine.tensor_parallel_size, 1),
                             ("engine.max_model_len", cfg.engine.max_model_len, 8)]:
         if value < low:
             raise ConfigError(f"{key}: must be >= {low}, got {value}")
-    if not 1 <= s.default_k <= s.max_k:
-        raise ConfigError(f"scoring.default_k: must be between 1 and scoring.max_k={s.max_k}, got {s.default_k}")
-    if problem := voting_temperature_problem(s.temperature, s.max_k):
-        raise ConfigError(f"scoring.temperature: requests may ask for up to scoring.max_k={s.max_k} rationales: {problem}")
+    if not 1 <= s.cot.k <= s.max_k:
+        raise ConfigError(f"scoring.cot.k: must be between 1 and scoring.max_k={s.max_k}, got {s.cot.k}")
+    if problem := voting_temperature_problem(s.cot.temperature, s.max_k):
+        raise ConfigError(f"scoring.cot.temperature: requests may ask for up to scoring.max_k={s.max_k} rationales: {problem}")
+    check_cot(s.cot, "scoring.cot")
     if d.max_replicas < max(d.min_replicas, 1):
         raise ConfigError(f"deployment.max_replicas: must be >= max(1, min_replicas={d.min_replicas}), got {d.max_replicas}")
     if cfg.engine.tensor_parallel_size > 1 and d.accelerator != "gpu":
@@ -134,3 +134,43 @@ def auth_token(cfg: ServeConfig) -> str | None:
     """The bearer token replicas require, or None (no auth)."""
     env = os.environ.get(cfg.http.auth_token_env, "") if cfg.http.auth_token_env else ""
     return env or cfg.http.auth_token or None
+
+
+def engine_options(cfg: ServeConfig) -> dict[str, Any]:
+    """AsyncVLLMBackend options from the config (trust_remote_code only when configured)."""
+    e = cfg.engine
+    options = dict(dtype=e.dtype, max_model_len=e.max_model_len, seed=e.seed, enforce_eager=e.enforce_eager, **e.extra)
+    if e.trust_remote_code:
+        options["trust_remote_code"] = True
+    if e.tensor_parallel_size > 1:
+        # Workers go into this replica's placement group (bundles below), one GPU each.
+        options.update(tensor_parallel_size=e.tensor_parallel_size, distributed_executor_backend="ray")
+    return options
+
+
+def deployment_options(cfg: ServeConfig) -> dict[str, Any]:
+    """``serve.deployment(...)`` options: autoscaling, request limits, replica resources."""
+    d, tp = cfg.deployment, cfg.engine.tensor_parallel_size
+    options: dict[str, Any] = dict(
+        name=d.name,
+        max_ongoing_requests=d.max_ongoing_requests,
+        max_queued_requests=d.max_queued_requests,
+        autoscaling_config=dict(min_replicas=d.min_replicas, max_replicas=d.max_replicas,
+                                initial_replicas=d.initial_replicas, target_ongoing_requests=d.target_ongoing_requests,
+                                upscale_delay_s=d.upscale_delay_s, downscale_delay_s=d.downscale_delay_s,
+                                look_back_period_s=d.look_back_period_s),
+        health_check_period_s=d.health_check_period_s,
+        graceful_shutdown_wait_loop_s=d.graceful_shutdown_wait_loop_s,
+        graceful_shutdown_timeout_s=d.graceful_shutdown_timeout_s,
+    )
+    if d.accelerator == "cpu":
+        options["ray_actor_options"] = {"num_cpus": d.num_cpus}
+    elif tp == 1:
+        options["ray_actor_options"] = {"num_cpus": d.num_cpus, "num_gpus": 1}
+    else:
+        # The replica actor takes the CPU bundle; vLLM's tensor-parallel workers take one GPU bundle
+        # each, packed onto one node.
+        options["ray_actor_options"] = {"num_cpus": d.num_cpus, "num_gpus": 0}
+        options["placement_group_bundles"] = [{"CPU": d.num_cpus}] + [{"GPU": 1}] * tp
+        options["placement_group_strategy"] = "STRICT_PACK"
+    return options

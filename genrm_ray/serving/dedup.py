@@ -9,7 +9,8 @@ call on that pair would give anyway; the cache extends this across requests.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Hashable, Sequence, TypeVar
+from collections.abc import Hashable, Sequence
+from typing import TypeVar
 
 V = TypeVar("V")
 

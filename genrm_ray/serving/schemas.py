@@ -8,6 +8,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from genrm_ray import prompts
+
+
+class RequestError(ValueError):
+    """A client-side mistake found by the replica (limits that depend on the config): HTTP 422."""
+
+
+def recover_question(task: str, prompt: str) -> str:
+    """prompts.question_of_prompt, with its complaint as a 4xx."""
+    try:
+        return prompts.question_of_prompt(task, prompt)
+    except ValueError as e:
+        raise RequestError(str(e)) from None
+
 
 def _utf8(value: str, what: str) -> str:
     # JSON may carry lone surrogates ("\ud800"), which no tokenizer can encode.
@@ -38,7 +52,7 @@ class RewardRequest(BaseModel):
     items: list[RewardItem] = Field(min_length=1)
     mode: Literal["direct", "cot"] = "direct"
     k: int | None = Field(default=None, ge=1, description="Rationales per item (cot); default from the server config")
-    adaptive: bool = False
+    adaptive: bool | None = Field(default=None, description="Adaptive K (cot); default from the server config")
     return_rationales: bool = False
     task: str | None = None
 

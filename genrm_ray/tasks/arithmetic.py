@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from genrm_ray.tasks.base import Problem, truncate
-from genrm_ray.tasks.mathtext import MathTask, equation_check_lines, find_equations, format_number
+from genrm_ray.prompts import answer_sentence
+from genrm_ray.tasks.base import Problem, check_line, skip_line, truncate
+from genrm_ray.tasks.mathtext import MathTask, arithmetic_line, equation_check_lines, find_equations, format_number
 
 NAMES = ("Mary", "James", "Aisha", "Carlos", "Mei", "Omar", "Lena", "Tom", "Priya", "Jack",
          "Sofia", "Noah", "Yuki", "Ben", "Fatima", "Leo", "Nina", "Sam", "Ivy", "Raj")  # fmt: skip
@@ -171,6 +172,14 @@ class Step:
     right: Fraction
     result: Fraction  # as written (differs from left op right after a slip)
 
+    @property
+    def equation(self) -> str:
+        return _equation(self.left, self.op, self.right, self.result)
+
+
+def _equation(left: Fraction, op: str, right: Fraction, result: Fraction) -> str:
+    return f"{format_number(left)} {op} {format_number(right)} = {format_number(result)}"
+
 
 def _solve(
     template: Template,
@@ -196,13 +205,13 @@ def _solve(
         if slip is not None and slip[0] == i:
             result += slip[1]
         env[f"s{i + 1}"] = result
-        eq = f"{format_number(left)} {op} {format_number(right)} = {format_number(result)}"
+        eq = _equation(left, op, right, result)
         steps.append(Step(sentence.format(eq=eq, **values), left, op, right, result))
     return steps
 
 
 def _text(steps: list[Step], final: str) -> str:
-    return "\n".join([s.sentence for s in steps] + [f"The answer is {final}."])
+    return "\n".join([s.sentence for s in steps] + [answer_sentence(final)])
 
 
 def _integral(steps: list[Step]) -> bool:
@@ -249,37 +258,37 @@ class ArithmeticTask(MathTask):
         """Checks the i-th equation of the solution against the i-th reference step.
 
         A step is correct when its arithmetic holds and its result is that step's value (or another
-        step's value, so reordered steps pass). Questions outside the templates get arithmetic-only
-        checks of each equation.
+        step's value, so reordered steps pass). Each line quotes the solution's equation, then the
+        recomputed one: the reference step with that value when the arithmetic holds (so a carried
+        slip shows the operand that is off), else the solution's own left-hand side evaluated.
+        Questions outside the templates get arithmetic-only checks of each equation.
         """
         equations = find_equations(solution)
         if self.parse(problem.question) is None:
             lines, first_wrong = equation_check_lines(equations)
             return self.finish_rationale(problem, solution, lines, first_wrong)
         expected = self._steps(problem)
-        values = {s.result for s in expected}
         lines, first_wrong = [], None
         for i in range(1, max(len(equations), len(expected)) + 1):
             eq = equations[i - 1] if i <= len(equations) else None
             want = expected[i - 1] if i <= len(expected) else None
             if eq is None:
                 assert want is not None
-                left, right, result = (format_number(x) for x in (want.left, want.right, want.result))
-                lines.append(f"Step {i}: missing; expected {left} {want.op} {right} = {result}.")
+                lines.append(skip_line(f"Step {i}", "this step", want.equation))
+                right = False
+            elif want is None:  # more equations than the template has steps: only the arithmetic counts
+                lines.append(arithmetic_line(f"Step {i} (extra)", eq))
+                right = eq.holds
+            elif not eq.holds:
+                lines.append(arithmetic_line(f"Step {i}", eq))
+                right = False
             else:
-                claim = f"{eq.lhs} = {format_number(eq.claimed)}"
-                if not eq.holds:
-                    actual = "cannot be evaluated" if eq.value is None else f"{eq.lhs} = {format_number(eq.value)}"
-                    lines.append(f"Step {i}: {claim} is wrong; {actual}.")
-                elif want is None:
-                    lines.append(f"Step {i}: {claim}. Extra step.")
-                    continue
-                elif eq.claimed == want.result or eq.claimed in values:
-                    lines.append(f"Step {i}: {claim}. Correct.")
-                    continue
-                else:
-                    lines.append(f"Step {i}: {claim}, but this step should give {format_number(want.result)}. Wrong.")
-            first_wrong = first_wrong or i
+                # This step's reference if the value is its own, else the step it belongs to (reordered).
+                same = [s for s in [want, *expected] if s.result == eq.claimed]
+                right = bool(same)
+                lines.append(check_line(f"Step {i}", eq.text, (same[0] if same else want).equation, right))
+            if not right:
+                first_wrong = first_wrong or i
         return self.finish_rationale(problem, solution, lines, first_wrong)
 
     # ---- bootstrapping --------------------------------------------------------------------------
@@ -298,7 +307,9 @@ class ArithmeticTask(MathTask):
             return None
         if kind == "wrong_operation":
             steps = self._steps(problem, wrong_op=k)
-            return _text(steps, format_number(steps[-1].result))
+            # A later division may stop dividing evenly; its text would then claim a rounded value
+            # (46 / 6 = 7.6667) that reads as an arithmetic slip rather than the wrong operation.
+            return _text(steps, format_number(steps[-1].result)) if _integral(steps) else None
         if kind == "skipped_step":  # stops one step early and reports that result
             if len(reference) < 2:
                 return None

@@ -13,11 +13,12 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from genrm_ray.prompts import DIRECT_QUESTION, NO, YES
+from genrm_ray.prompts import DIRECT_QUESTION, NO, QUESTION_PREFIX, YES
 
 SPLITS = ("train", "validation", "test")
 OOD = "ood"  # out-of-distribution split, only for tasks that define one (longer lists)
@@ -67,6 +68,8 @@ _MARKER = re.compile(
 )
 _SENTENCE_END = re.compile(r"[.!?;](?=\s|$)")
 _STRIP = " \t\"'`*_“”‘’:,;.!?"
+# A model that runs on into a new problem ("...\n\nQ: ...") has ended its solution there.
+_NEXT_QUESTION = re.compile(r"\n[ \t]*" + re.escape(QUESTION_PREFIX))
 
 
 def _boxed_content(text: str, start: int) -> str:
@@ -103,8 +106,7 @@ def raw_answer(text: str) -> str | None:
     the end of its first sentence (or the next line when the marker ends its line), with quotes,
     markdown and trailing punctuation removed. Tasks normalize it further.
     """
-    # A model that runs on into a new problem ("...\n\nQ: ...") has ended its solution there.
-    next_question = re.search(r"\n[ \t]*Q:", text)
+    next_question = _NEXT_QUESTION.search(text)
     if next_question:
         text = text[: next_question.start()]
     matches = list(_MARKER.finditer(text))
@@ -211,7 +213,7 @@ class Task:
         return answer, {}
 
     def reference_solution(self, problem: Problem) -> str:
-        """Step-by-step solution ending ``The answer is X.``"""
+        """Step-by-step solution ending with ``prompts.answer_sentence(X)``."""
         raise NotImplementedError
 
     # ---- grading --------------------------------------------------------------------------------
@@ -241,7 +243,8 @@ class Task:
     def verification_rationale(self, problem: Problem, solution: str) -> str:
         """A step-by-step check of ``solution`` ending ``DIRECT_QUESTION + YES/NO``.
 
-        The verdict always equals ``is_correct(solution, problem)``.
+        Each step line quotes the solution's claim (``check_line``) or says it skipped the step
+        (``skip_line``). The verdict always equals ``is_correct(solution, problem)``.
         """
         raise NotImplementedError(f"task {self.name!r} has no programmatic verification rationale")
 
@@ -252,14 +255,12 @@ class Task:
         """Append the final-answer check, the first wrong step (if any) and the verdict."""
         correct = self.is_correct(solution, problem)
         predicted = self.extract_answer(solution)
-        truth = self.show_answer(problem.answer)
+        truth = f"the correct answer is {self.show_answer(problem.answer)}"
         if predicted is None:
-            final = f"Final answer: none; the correct answer is {truth}. Wrong."
-        elif correct:
-            final = f"Final answer: {self.show_answer(predicted)}. Correct."
+            final = skip_line("Final answer", "it", truth)
         else:
-            shown = self.show_answer(predicted[:40] + ("..." if len(predicted) > 40 else ""))
-            final = f"Final answer: {shown}; the correct answer is {truth}. Wrong."
+            shown = predicted if correct or len(predicted) <= 40 else predicted[:40] + "..."
+            final = check_line("Final answer", self.show_answer(shown), truth, correct)
         lines = list(step_lines)
         if first_wrong is not None:
             lines.append(f"The first wrong step is step {first_wrong}.")
@@ -303,6 +304,25 @@ class Task:
     def perturb(self, problem: Problem, kind: str, rng: random.Random) -> str | None:
         """A solution text of the given perturbation kind, or None if it does not apply here."""
         raise NotImplementedError
+
+
+# ---- rationale lines ------------------------------------------------------------------------------
+# Every checked step copies the solution's own claim, then writes the recomputed value, then the
+# verdict: the verdict is a comparison of two texts on one line, so a model trained on these
+# rationales must read the solution to write it (it cannot re-derive the step from the question alone
+# and say "Correct" whatever the solution claimed).
+
+CORRECT, WRONG = "Correct.", "Wrong."
+
+
+def check_line(label: str, claim: str, recomputed: str, correct: bool) -> str:
+    """``{label}: the solution says {claim}; {recomputed}. Correct.`` (or ``Wrong.``)."""
+    return f"{label}: the solution says {claim}; {recomputed}. {CORRECT if correct else WRONG}"
+
+
+def skip_line(label: str, what: str, recomputed: str) -> str:
+    """A step the solution left out: ``{label}: the solution skips {what}; {recomputed}. Wrong.``"""
+    return f"{label}: the solution skips {what}; {recomputed}. {WRONG}"
 
 
 def truncate(text: str, rng: random.Random) -> str | None:

@@ -13,6 +13,7 @@ import re
 from fractions import Fraction
 from typing import Any
 
+from genrm_ray.prompts import answer_sentence
 from genrm_ray.tasks.base import Problem, truncate
 from genrm_ray.tasks.mathtext import (
     EQUATION,
@@ -53,13 +54,13 @@ class GSM8KTask(MathTask):
         return number, {"solution": body.strip()}
 
     def reference_solution(self, problem: Problem) -> str:
-        """GSM8K's worked solution without annotations, ending ``The answer is N.``"""
+        """GSM8K's worked solution without annotations, ending with ``answer_sentence(N)``."""
         body = problem.meta.get("solution")
         if body is None:
             raise ValueError(
                 f"gsm8k problem {problem.id} has no worked solution in meta['solution'] (load it from JSONL)"
             )
-        return f"{body}\nThe answer is {problem.answer}." if body else f"The answer is {problem.answer}."
+        return _with_answer(body, problem.answer)
 
     def verification_rationale(self, problem: Problem, solution: str) -> str:
         """GSM8K has no step-level ground truth: each equation's arithmetic is checked, then the
@@ -85,19 +86,24 @@ class GSM8KTask(MathTask):
                 slipped = _carry_slip(body, k, delta)
                 if slipped is not None:
                     text, changed = slipped
-                    return f"{text}\nThe answer is {format_number(changed.get(answer, answer))}."
+                    return _with_answer(text, format_number(changed.get(answer, answer)))
             return None
         if kind == "skipped_step":  # drop the last line, answer with the last result left
             head = body.rsplit("\n", 1)[0] if "\n" in body else ""
             equations = find_equations(head)
             if not equations:
                 return None
-            return f"{head}\nThe answer is {format_number(equations[-1].claimed)}."
+            return _with_answer(head, format_number(equations[-1].claimed))
         if kind == "wrong_final":
-            return f"{body}\nThe answer is {format_number(answer + rng.choice(_SLIPS))}."
+            return _with_answer(body, format_number(answer + rng.choice(_SLIPS)))
         if kind == "truncated":
             return truncate(self.reference_solution(problem), rng)
         raise ValueError(f"{self.name}: unknown perturbation kind {kind!r}")
+
+
+def _with_answer(body: str, answer: str) -> str:
+    """Worked lines (possibly none), then the answer sentence."""
+    return f"{body}\n{answer_sentence(answer)}" if body else answer_sentence(answer)
 
 
 def _carry_slip(body: str, k: int, delta: int) -> tuple[str, dict[Fraction, Fraction]] | None:

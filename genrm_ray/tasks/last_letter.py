@@ -10,7 +10,8 @@ import random
 import re
 from typing import Any
 
-from genrm_ray.tasks.base import Problem, Task, truncate
+from genrm_ray.prompts import answer_sentence
+from genrm_ray.tasks.base import Problem, Task, check_line, skip_line, truncate
 from genrm_ray.tasks.words import other_letter, parse_quoted_words, random_words
 
 IN_DISTRIBUTION_LENGTHS = (2, 3, 4)
@@ -25,13 +26,22 @@ def _quote_list(letters: list[str]) -> str:
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
+def _letter_claim(word: str, letter: str) -> str:
+    """One step's claim, as the solution states it and the rationale quotes and recomputes it."""
+    return f'the last letter of "{word}" is "{letter}"'
+
+
+def _sentence(clause: str) -> str:
+    return clause[:1].upper() + clause[1:] + "."
+
+
 def _solution(words: list[str], letters: list[str], final: str, order: list[str] | None = None) -> str:
     """Solution text: one step per (word, claimed letter), the concatenation (of ``order``, by
     default the letters as claimed), and the final answer."""
-    lines = [f'The last letter of "{w}" is "{c}".' for w, c in zip(words, letters)]
+    lines = [_sentence(_letter_claim(w, c)) for w, c in zip(words, letters)]
     order = letters if order is None else order
     lines.append(f'Concatenating {_quote_list(order)} gives "{"".join(order)}".')
-    lines.append(f"The answer is {final}.")
+    lines.append(answer_sentence(final))
     return "\n".join(lines)
 
 
@@ -73,32 +83,32 @@ class LastLetterTask(Task):
         used = [False] * len(claims)
         lines, first_wrong = [], None
         for i, word in enumerate(words, start=1):
-            truth = word[-1]
+            truth = _letter_claim(word, word[-1])
+            # The solution's step for this word (steps may come in another order, or be skipped).
             j = next((k for k, (w, _) in enumerate(claims) if w == word and not used[k]), None)
             if j is None:
-                lines.append(f'Step {i}: missing; "{word}" ends with "{truth}".')
+                lines.append(skip_line(f"Step {i}", f'"{word}"', truth))
+                right = False
             else:
                 used[j] = True
-                claim = claims[j][1]
-                if claim == truth:
-                    lines.append(f'Step {i}: "{word}" ends with "{truth}". Correct.')
-                    continue
-                lines.append(f'Step {i}: "{word}" ends with "{truth}", not "{claim}". Wrong.')
-            first_wrong = first_wrong or i
-        for (word, _), was_used in zip(claims, used):
+                right = claims[j][1] == word[-1]
+                lines.append(check_line(f"Step {i}", _letter_claim(*claims[j]), truth, right))
+            if not right:
+                first_wrong = first_wrong or i
+        for (word, letter), was_used in zip(claims, used):
             if not was_used:
-                lines.append(f'Extra step: "{word[:20]}" is not in the list. Wrong.')
+                shown = word[:20]
+                lines.append(check_line("Extra step", _letter_claim(shown, letter), f'"{shown}" is not in the list', False))
         i = len(words) + 1
-        truth = "".join(w[-1] for w in words)
+        answer = "".join(w[-1] for w in words)
+        truth = f'{_quote_list(list(answer))} give "{answer}"'
         concat = _CONCAT.findall(solution)
         claim = concat[-1].lower() if concat else None
         if claim is None:
-            lines.append(f'Step {i}: missing; the letters give "{truth}".')
-        elif claim == truth:
-            lines.append(f'Step {i}: the letters give "{truth}". Correct.')
+            lines.append(skip_line(f"Step {i}", "the concatenation", truth))
         else:
-            lines.append(f'Step {i}: the letters give "{truth}", not "{claim[:20]}". Wrong.')
-        if claim != truth:
+            lines.append(check_line(f"Step {i}", f'the letters give "{claim[:20]}"', truth, claim == answer))
+        if claim != answer:
             first_wrong = first_wrong or i
         return self.finish_rationale(problem, solution, lines, first_wrong)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
-from genrm_ray.tasks.base import Task
+from genrm_ray.tasks.base import Task, check_line
 
 # 1,234,567.5 | 1234.5 | 12 | .5 ; thousands separators only in groups of three.
 _NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+"
@@ -61,7 +61,7 @@ def parse_number(value: str) -> str | None:
 
 @dataclass(frozen=True)
 class Equation:
-    text: str  # as written, e.g. "48/2 = 24"
+    text: str  # as written, e.g. "48/2 = 24" (what a rationale quotes)
     lhs: str  # normalized, e.g. "48 / 2"
     claimed: Fraction  # the right-hand side
     value: Fraction | None  # the left-hand side evaluated; None if it cannot be (e.g. division by 0)
@@ -143,11 +143,17 @@ def find_equations(text: str) -> list[Equation]:
             # Only the tail of a longer expression matched ("60 students x 2/3 = 40",
             # "8 x 1 1/2 = 12"): it cannot be checked, so it is not reported as a step.
             continue
-        lhs = m.group("lhs").strip()
+        lhs, written = m.group("lhs").strip(), m.group().strip()
         while lhs.startswith("(") and lhs.count("(") > lhs.count(")"):  # "sold (48/2 = 24) clips"
-            lhs = lhs[1:].lstrip()
-        equations.append(Equation(m.group().strip(), display_expr(lhs), to_fraction(m.group("rhs")), evaluate(lhs)))
+            lhs, written = lhs[1:].lstrip(), written[1:].lstrip()
+        equations.append(Equation(written, display_expr(lhs), to_fraction(m.group("rhs")), evaluate(lhs)))
     return equations
+
+
+def arithmetic_line(label: str, eq: Equation) -> str:
+    """The equation as the solution wrote it, then its left-hand side recomputed; right iff it holds."""
+    recomputed = f"{eq.lhs} cannot be evaluated" if eq.value is None else f"{eq.lhs} = {format_number(eq.value)}"
+    return check_line(label, eq.text, recomputed, eq.holds)
 
 
 def equation_check_lines(equations: list[Equation]) -> tuple[list[str], int | None]:
@@ -157,15 +163,9 @@ def equation_check_lines(equations: list[Equation]) -> tuple[list[str], int | No
     """
     lines, first_wrong = [], None
     for i, eq in enumerate(equations, start=1):
-        claim = f"{eq.lhs} = {format_number(eq.claimed)}"
-        if eq.holds:
-            lines.append(f"Step {i}: {claim}. Correct.")
-            continue
-        if eq.value is None:
-            lines.append(f"Step {i}: {claim} cannot be evaluated. Wrong.")
-        else:
-            lines.append(f"Step {i}: {claim} is wrong; {eq.lhs} = {format_number(eq.value)}.")
-        first_wrong = first_wrong or i
+        lines.append(arithmetic_line(f"Step {i}", eq))
+        if not eq.holds:
+            first_wrong = first_wrong or i
     return lines, first_wrong
 
 

@@ -11,19 +11,25 @@ import random
 import re
 from typing import Any
 
-from genrm_ray.tasks.base import Problem, Task, truncate
+from genrm_ray.prompts import answer_sentence
+from genrm_ray.tasks.base import Problem, Task, check_line, skip_line, truncate
 from genrm_ray.tasks.words import other_letter, parse_quoted_words, random_words
 
 IN_DISTRIBUTION_LENGTHS = (3, 4, 5)
 OOD_LENGTH = 7
 
-_STEP = re.compile(r"word\s+\d+\s+in\s+alphabetical\s+order\s+is\s+[\"'“]?([a-z]+)", re.IGNORECASE)
+_STEP = re.compile(r"word\s+(\d+)\s+in\s+alphabetical\s+order\s+is\s+[\"'“]?([a-z]+)", re.IGNORECASE)
 
 
 def _solution(order: list[str], final: list[str]) -> str:
     lines = [f'Word {i} in alphabetical order is "{w}".' for i, w in enumerate(order, start=1)]
-    lines.append(f"The answer is {' '.join(final)}.")
+    lines.append(answer_sentence(" ".join(final)))
     return "\n".join(lines)
+
+
+def _position(number: int | str, word: str) -> str:
+    """A step's claim in the rationale: the solution's position number and word."""
+    return f'word {str(number)[:20]} is "{word[:20]}"'
 
 
 class WordSortTask(Task):
@@ -62,20 +68,21 @@ class WordSortTask(Task):
         if words is None:  # a loaded question in another wording: only the answer can be checked
             return self.finish_rationale(problem, solution, [], None)
         truth = sorted(words)
-        claims = [w.lower() for w in _STEP.findall(solution)]
+        # (number as the solution wrote it, word); steps are checked by their position in the text.
+        claims = [(n, w.lower()) for n, w in _STEP.findall(solution)]
         lines, first_wrong = [], None
         for i, word in enumerate(truth, start=1):
-            claim = claims[i - 1] if i <= len(claims) else None
-            if claim == word:
-                lines.append(f'Step {i}: word {i} is "{word}". Correct.')
-                continue
-            if claim is None:
-                lines.append(f'Step {i}: missing; word {i} is "{word}".')
+            recomputed = _position(i, word)
+            if i > len(claims):
+                lines.append(skip_line(f"Step {i}", f"word {i}", recomputed))
+                right = False
             else:
-                lines.append(f'Step {i}: word {i} is "{word}", not "{claim[:20]}". Wrong.')
-            first_wrong = first_wrong or i
+                right = claims[i - 1][1] == word
+                lines.append(check_line(f"Step {i}", _position(*claims[i - 1]), recomputed, right))
+            if not right:
+                first_wrong = first_wrong or i
         for claim in claims[len(truth) :]:
-            lines.append(f'Extra step: "{claim[:20]}". Wrong.')
+            lines.append(check_line("Extra step", _position(*claim), f"the list has {len(truth)} words", False))
         return self.finish_rationale(problem, solution, lines, first_wrong)
 
     # ---- bootstrapping --------------------------------------------------------------------------

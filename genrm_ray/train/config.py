@@ -1,4 +1,5 @@
-"""TrainConfig: every knob of a training run, one dataclass tree (load with genrm_ray.config)."""
+"""TrainConfig: every knob of a training run, one dataclass tree (load with genrm_ray.config), and the
+checks that need neither Ray nor a model (``check_train_config``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    # JSONL files written by genrm_ray.sft_data; "" = not given. Which ones a run reads depends on
+    # JSONL files written by genrm_ray.data.sft; "" = not given. Which ones a run reads depends on
     # the objective: genrm -> verify_{mode} (+ correct if lambda_correct > 0), policy -> correct,
     # discriminative -> verify_direct (prompt + label).
     verify_direct: str = ""
@@ -48,7 +49,9 @@ class TrainHParams:
 
 @dataclass
 class DeepSpeedConfig:
-    zero_stage: int = 2  # 2 or 3; anything else fails before training
+    """DeepSpeed ZeRO settings of every DeepSpeed engine: GenRM / policy training and the GRPO policy."""
+
+    zero_stage: Literal[2, 3] = 2  # the loader rejects any other stage, naming the key
     offload_optimizer: bool = False  # optimizer state on CPU (ZeRO-Offload)
     offload_param: bool = False  # parameters on CPU (ZeRO-3 only)
     bf16: bool = True  # False = fp32
@@ -82,3 +85,31 @@ class TrainConfig:
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     output_dir: str = "runs/train"  # run dir: checkpoints, metrics.jsonl, wandb, hf_model
+
+
+def check_deepspeed(ds: DeepSpeedConfig, key: str = "deepspeed") -> None:
+    """Combinations ZeRO cannot run; the one home of the ZeRO rules (the stage is a Literal)."""
+    from genrm_ray.config import ConfigError
+
+    if ds.zero_stage not in (2, 3):  # configs built in code skip the loader's Literal check
+        raise ConfigError(f"{key}.zero_stage must be 2 or 3, got {ds.zero_stage}")
+    if ds.offload_param and ds.zero_stage != 3:
+        raise ConfigError(f"{key}.offload_param needs {key}.zero_stage=3 (ZeRO-2 keeps parameters whole)")
+    if ds.gradient_clipping < 0:
+        raise ConfigError(f"{key}.gradient_clipping must be >= 0, got {ds.gradient_clipping}")
+
+
+def check_train_config(cfg: TrainConfig, key: str = "") -> None:
+    """Values that would fail later, named by their key (``key`` prefixes them, e.g. "genrm")."""
+    from genrm_ray.config import ConfigError
+
+    prefix = f"{key}." if key else ""
+    check_deepspeed(cfg.deepspeed, f"{prefix}deepspeed")
+    hp = cfg.train
+    for name, value in [("train.max_steps", hp.max_steps), ("train.micro_batch_size", hp.micro_batch_size),
+                        ("train.grad_accum", hp.grad_accum), ("train.checkpoint_every", hp.checkpoint_every),
+                        ("scaling.num_workers", cfg.scaling.num_workers), ("data.max_length", cfg.data.max_length)]:
+        if value < 1:
+            raise ConfigError(f"{prefix}{name} must be >= 1, got {value}")
+    if cfg.objective.lambda_correct < 0:
+        raise ConfigError(f"{prefix}objective.lambda_correct must be >= 0, got {cfg.objective.lambda_correct}")

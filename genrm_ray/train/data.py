@@ -21,7 +21,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from genrm_ray import prompts
-from genrm_ray.sft_data import SFTDataError, load_sft_jsonl
+from genrm_ray.data.sft import SFTDataError, load_sft_jsonl
 
 GROUP_WINDOW = 50  # batches per sort window: larger = less padding, less randomness in batch makeup
 

@@ -5,8 +5,15 @@ tokenizer, dataset files, cluster resources), then runs a TorchTrainer whose wor
 DeepSpeed engine (genrm_ray.train.step) and run the loop below. Rank 0 writes metrics to wandb,
 ``<output_dir>/metrics.jsonl`` and a tqdm bar; every ``checkpoint_every`` steps all ranks save their
 DeepSpeed shards and report them as one Ray Train checkpoint, from which a restarted worker group
-resumes (``FailureConfig(max_failures)``). At the end all ranks join ``save_16bit_model`` (ZeRO-3
-gathers the partitions) and rank 0 completes ``<output_dir>/hf_model`` with config and tokenizer.
+resumes (``FailureConfig(max_failures)``). At the end all ranks join the export (ZeRO-3 gathers the
+partitions) and rank 0 writes ``<output_dir>/hf_model``: model.safetensors, config, tokenizer.
+
+Console: Ray Train's own INFO lines (worker group start-up, checkpoints) are cut by
+``RunConfig(logging_config=LoggingConfig(RAY_TRAIN_LOG_LEVEL))``, its per-step, per-worker
+"Reporting training result" line by ``_quiet_report_log``;
+whatever a worker prints, warns or logs to stdout/stderr (DeepSpeed's accelerator line, deprecation
+warnings, weight-loading bars) goes to ``<output_dir>/worker_<rank>.log``. What is left is rank 0's
+progress bar and the job's own summary lines.
 
 Paths (model, data, output_dir) must be visible to every worker: on a multi-node cluster put them
 on shared storage.
@@ -16,13 +23,18 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import ray
 import ray.train
@@ -34,11 +46,15 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from genrm_ray import prompts
 from genrm_ray.config import to_dict
 from genrm_ray.run_logger import RunLogger
-from genrm_ray.train.config import TrainConfig
+from genrm_ray.runs import require_hf_model_dir
+from genrm_ray.train.config import TrainConfig, check_train_config
 from genrm_ray.train.data import BatchStream, Example, load_examples
-from genrm_ray.train.step import build_engine, deepspeed_config, train_step
+from genrm_ray.train.step import build_engine, train_step
 
 CHECKPOINT_TAG = "ds"  # DeepSpeed tag dir inside each Ray checkpoint
+# Ray Train's INFO lines (one "Reporting training result" per step per worker) drown the progress
+# bar; its warnings and errors still reach the console, and Ray's session logs keep everything.
+RAY_TRAIN_LOG_LEVEL = "WARNING"
 
 
 @dataclass
@@ -92,18 +108,12 @@ def _worker_resources(cfg: TrainConfig) -> dict[str, float]:
 
 def check_setup(cfg: TrainConfig) -> dict[str, int]:
     """Fail before training on anything that would fail later; returns example counts per set."""
-    hp, obj = cfg.train, cfg.objective
-    deepspeed_config(cfg.deepspeed, hp.micro_batch_size, hp.grad_accum)  # ZeRO stage, offload combos
-    for key, value in [("train.max_steps", hp.max_steps), ("train.micro_batch_size", hp.micro_batch_size),
-                       ("train.grad_accum", hp.grad_accum), ("train.checkpoint_every", hp.checkpoint_every),
-                       ("scaling.num_workers", cfg.scaling.num_workers), ("data.max_length", cfg.data.max_length)]:
-        if value < 1:
-            raise TrainSetupError(f"{key} must be >= 1, got {value}")
-    if obj.lambda_correct < 0:
-        raise TrainSetupError(f"objective.lambda_correct must be >= 0, got {obj.lambda_correct}")
-    model_dir = Path(cfg.model.path)
-    if not (model_dir / "config.json").is_file():
-        raise TrainSetupError(f"model.path={cfg.model.path!r} is not a Hugging Face model dir (no config.json)")
+    obj = cfg.objective
+    try:
+        check_train_config(cfg)
+        model_dir = require_hf_model_dir(cfg.model.path, "model.path")
+    except ValueError as e:
+        raise TrainSetupError(str(e)) from None
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if tokenizer.pad_token_id is None:
         raise TrainSetupError(f"tokenizer in {model_dir} has no pad token (needed for batching)")
@@ -157,6 +167,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
             name=run_dir.name,
             storage_path=str(run_dir / "ray"),
             failure_config=FailureConfig(max_failures=cfg.scaling.max_failures),
+            logging_config=ray.train.LoggingConfig(log_level=RAY_TRAIN_LOG_LEVEL),
         ),
     )
     result = trainer.fit()
@@ -197,9 +208,100 @@ def _load_model(cfg: TrainConfig) -> torch.nn.Module:
     return model
 
 
+def _real_and_pad(micro: dict[str, dict[str, torch.Tensor]]) -> tuple[int, int]:
+    """Real and pad tokens the model computes on for one micro-batch: train_step feeds its sets as
+    ONE batch right-padded to the widest of them (step.genrm_loss)."""
+    real = sum(int(b["attention_mask"].sum()) for b in micro.values())
+    fed = sum(len(b["input_ids"]) for b in micro.values()) * max(b["input_ids"].shape[1] for b in micro.values())
+    return real, fed - real
+
+
+def _show_once():
+    """A warnings.showwarning that prints each distinct warning once. torch's collective
+    deprecations fire on every call, and a filter action "once" cannot stop them: something in the
+    step mutates the warning filters, which resets Python's once-registry each time."""
+    seen: set[tuple[type, str]] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if (category, str(message)) not in seen:
+            seen.add((category, str(message)))
+            sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    return show
+
+
+@contextmanager
+def _worker_output(run_dir: Path, rank: int) -> Iterator[TextIO]:
+    """Send what this worker writes to stdout/stderr to ``<run_dir>/worker_<rank>.log``; yields a
+    stream to the console (for rank 0's progress bar).
+
+    Ray forwards every worker's stdout/stderr to the driver's console. The redirect is at the file
+    descriptors, not sys.stdout/sys.stderr: it catches print, warnings, tqdm bars, logging handlers
+    that hold sys.stdout (DeepSpeed's) and output of C code and compilers alike; and DeepSpeed's own
+    trick of silencing a compiler by dup2-ing onto sys.stderr.fileno() keeps working.
+    """
+    streams = (sys.stdout, sys.stderr)
+    for s in streams:
+        s.flush()
+    saved = {s.fileno(): os.dup(s.fileno()) for s in streams}
+    console = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+    with open(run_dir / f"worker_{rank}.log", "a") as log, warnings.catch_warnings():
+        for fd in saved:
+            os.dup2(log.fileno(), fd)
+        warnings.showwarning = _show_once()
+        try:
+            yield console
+        finally:
+            for s in streams:
+                s.flush()
+            for fd, original in saved.items():
+                os.dup2(original, fd)
+                os.close(original)
+            console.close()
+
+
+def _export_hf(engine, export: Path, tokenizer, rank: int) -> None:
+    """Write ``export`` as a Hugging Face model dir: model.safetensors, config, tokenizer.
+
+    The weights are the engine's 16-bit copy (bf16 under deepspeed.bf16, else fp32). Every rank must
+    call this: under ZeRO-3 each layer is gathered from all partitions (rank 0 receives the result).
+    """
+    if engine.zero_optimization_partition_weights():  # ZeRO-3
+        state_dict = engine._zero3_consolidated_16bit_state_dict()  # None on ranks > 0
+    else:
+        state_dict = engine.module_state_dict()  # whole on every rank
+    if rank == 0:
+        shutil.rmtree(export, ignore_errors=True)  # no stale weights of an earlier run (pytorch_model.bin)
+        # save_pretrained drops tied duplicates (lm_head = embed_tokens; safetensors refuses shared
+        # tensors), and names in config.json the class trained (a classifier from an LM checkpoint
+        # says ...ForSequenceClassification) and the dtype of the weights.
+        engine.module.save_pretrained(export, state_dict=state_dict)
+        tokenizer.save_pretrained(export)
+    torch.distributed.barrier()
+
+
+def _quiet_report_log() -> None:
+    """Ray Train 2.60 logs every report ("Reporting training result N: ...", on each rank) at INFO
+    on a logger named after its source file (``getLogger(__file__)``), outside the ``ray.train``
+    tree that RunConfig's LoggingConfig governs; give that logger the same level."""
+    from ray.train.v2._internal.execution import context
+
+    logging.getLogger(context.__file__).setLevel(RAY_TRAIN_LOG_LEVEL)
+
+
 def _train_worker(loop_config: dict[str, Any]) -> None:
-    """One Ray Train worker: engine, resume, the step loop, checkpoints, export."""
+    """One Ray Train worker, its console output in ``<output_dir>/worker_<rank>.log``."""
+    _quiet_report_log()
     cfg: TrainConfig = loop_config["cfg"]
+    rank = ray.train.get_context().get_world_rank()
+    run_dir = Path(cfg.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with _worker_output(run_dir, rank) as console:
+        _train(cfg, console)
+
+
+def _train(cfg: TrainConfig, console: TextIO) -> None:
+    """Engine, resume, the step loop, checkpoints, export."""
     hp, run_dir = cfg.train, Path(cfg.output_dir)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -218,7 +320,7 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     log = cfg.logging
     logger = RunLogger(cfg.output_dir, to_dict(cfg), cfg.train.max_steps, start, postfix=("loss", "padding_share"),
                        wandb_project=log.wandb_project, wandb_entity=log.wandb_entity, wandb_mode=log.wandb_mode,
-                       progress_bar=log.progress_bar) if rank == 0 else None
+                       progress_bar=log.progress_bar, console=console) if rank == 0 else None
 
     for step in range(start, hp.max_steps):
         if hp.fail_at_step == step + 1 and restored is None and rank == world - 1:
@@ -226,12 +328,9 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
         micro_batches, counts = [], torch.zeros(2)
         for micro in range(hp.grad_accum):
             g = (step * hp.grad_accum + micro) * world + rank
-            mb = {}
-            for name, stream in streams.items():
-                batch, real, pad = stream.get(g)
-                mb[name] = {k: v.to(device) for k, v in batch.items()}
-                counts += torch.tensor([real, pad])
-            micro_batches.append(mb)
+            mb = {name: stream.get(g)[0] for name, stream in streams.items()}
+            counts += torch.tensor(_real_and_pad(mb))
+            micro_batches.append({name: {k: v.to(device) for k, v in b.items()} for name, b in mb.items()})
         lr = engine.get_lr()[0]  # the rate this step uses (the schedule advances inside train_step)
         t0 = time.perf_counter()
         terms = train_step(engine, micro_batches, cfg.objective.name, cfg.objective.lambda_correct)
@@ -250,18 +349,6 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
         else:
             ray.train.report(metrics)
 
-    export = run_dir / "hf_model"
-    engine.save_16bit_model(str(export))  # every rank joins; ZeRO-3 gathers, rank 0 writes
-    if rank == 0:
-        model_config = engine.module.config
-        model_config.dtype = torch.bfloat16 if cfg.deepspeed.bf16 else torch.float32
-        # config.save_pretrained keeps the architecture the weights were loaded as (a classifier
-        # trained from an LM checkpoint still says ...ForCausalLM); name what was trained.
-        model_config.architectures = [type(engine.module).__name__]
-        model_config.save_pretrained(export)
-        if getattr(engine.module, "generation_config", None) is not None:
-            engine.module.generation_config.save_pretrained(export)
-        tokenizer.save_pretrained(export)
-    torch.distributed.barrier()
+    _export_hf(engine, run_dir / "hf_model", tokenizer, rank)
     if logger:
         logger.close()

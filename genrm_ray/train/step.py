@@ -1,10 +1,12 @@
 """The DeepSpeed side of training: engine config, losses, and one optimizer step. No Ray here.
 
-Importable with torch + transformers + deepspeed only, so benchmarks/gpu_train_step.py runs it on a
-GPU machine that has no ray. The Ray glue (genrm_ray/train/loop.py) calls the same functions.
+Importable with torch + transformers only (deepspeed is imported by ``build_engine``), so
+benchmarks/gpu_train_step.py runs it on a GPU machine that has no ray, and the losses run on a plain
+module in the fast tests. The Ray glue (genrm_ray/train/loop.py) calls the same functions.
 
 A batch is a dict of tensors: ``input_ids``, ``attention_mask`` (1 = real token) and either
-``loss_mask`` (LM objectives: 1 on target tokens) or ``labels`` (discriminative: 0./1.).
+``loss_mask`` (LM objectives: 1 on target tokens) or ``labels`` (discriminative: 0./1.). Batches
+are right-padded.
 """
 
 from __future__ import annotations
@@ -12,28 +14,25 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import deepspeed
 import torch
 import torch.nn.functional as F
 
-from genrm_ray.train.config import DeepSpeedConfig, TrainHParams
+from genrm_ray.train.config import DeepSpeedConfig, TrainHParams, check_deepspeed
 
-VALID_ZERO_STAGES = (2, 3)
+Batch = dict[str, torch.Tensor]
 
 
 def deepspeed_config(ds: DeepSpeedConfig, micro_batch_size: int, grad_accum: int) -> dict[str, Any]:
-    """The DeepSpeed JSON config for ``ds``; ValueError for settings ZeRO cannot run."""
-    if ds.zero_stage not in VALID_ZERO_STAGES:
-        raise ValueError(f"deepspeed.zero_stage must be 2 or 3, got {ds.zero_stage}")
-    if ds.offload_param and ds.zero_stage != 3:
-        raise ValueError("deepspeed.offload_param needs deepspeed.zero_stage=3 (ZeRO-2 keeps parameters whole)")
+    """The DeepSpeed JSON config for ``ds``; ConfigError for settings ZeRO cannot run."""
+    check_deepspeed(ds)
     zero: dict[str, Any] = {"stage": ds.zero_stage}
     if ds.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": torch.cuda.is_available()}
     if ds.offload_param:
         zero["offload_param"] = {"device": "cpu", "pin_memory": torch.cuda.is_available()}
     if ds.zero_stage == 3:
-        # One consolidated 16-bit state dict on save_16bit_model (the HF export), not per-rank shards.
+        # Read only by engine.save_16bit_model (which writes a pickle); the HF export calls
+        # _zero3_consolidated_16bit_state_dict, which gathers either way. Kept for other callers.
         zero["stage3_gather_16bit_weights_on_model_save"] = True
     return {
         "train_micro_batch_size_per_gpu": micro_batch_size,
@@ -67,6 +66,8 @@ def build_engine(model: torch.nn.Module, ds: DeepSpeedConfig, hp: TrainHParams):
 
     Expects torch.distributed to be initialised (Ray Train's gloo/nccl group, or the benchmark's).
     """
+    import deepspeed  # here, not at module top: the losses below need no DeepSpeed
+
     deepspeed.init_distributed(dist_backend=torch.distributed.get_backend())  # reuses the group
     config = deepspeed_config(ds, hp.micro_batch_size, hp.grad_accum)
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
@@ -81,43 +82,82 @@ def build_engine(model: torch.nn.Module, ds: DeepSpeedConfig, hp: TrainHParams):
     return engine
 
 
-def lm_loss(engine, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean next-token cross-entropy over the target tokens (``loss_mask``) of the batch."""
-    logits = engine(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+def concat_batches(a: Batch, b: Batch) -> Batch:
+    """Rows of ``a`` then rows of ``b``, right-padded to the wider of the two. Pad positions have
+    attention_mask = loss_mask = 0 (and token id 0): with right padding and causal attention no real
+    token sees them, so every real token's logits are those of its own batch."""
+    width = max(a["input_ids"].shape[1], b["input_ids"].shape[1])
+
+    def pad(t: torch.Tensor) -> torch.Tensor:
+        return F.pad(t, (0, width - t.shape[1])) if t.ndim == 2 else t  # labels [B] stay as they are
+
+    return {k: torch.cat([pad(a[k]), pad(b[k])]) for k in a.keys() & b.keys()}
+
+
+def token_losses(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token cross-entropy [B, T-1] and the 0/1 target mask [B, T-1] of its positions."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     # Position t predicts token t+1; the loss counts where token t+1 is a target token.
     logits, targets, mask = logits[:, :-1], batch["input_ids"][:, 1:], batch["loss_mask"][:, 1:].float()
     per_token = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
-    return (per_token * mask.flatten()).sum() / mask.sum().clamp(min=1)
+    return per_token.view_as(mask), mask
 
 
-def classifier_loss(engine, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def masked_mean(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (per_token * mask).sum() / mask.sum().clamp(min=1)
+
+
+def lm_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """Mean next-token cross-entropy over the target tokens (``loss_mask``) of the batch."""
+    return masked_mean(*token_losses(model, batch))
+
+
+def genrm_loss(
+    model: torch.nn.Module, verify: Batch, correct: Batch | None, lam: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """GenRM's L = L_verify + lam * L_correct in ONE forward pass over both batches stacked.
+
+    Each term is still the mean over its own target tokens, so this equals two separate passes
+    (up to float error) at the cost of one. ``correct`` None or lam == 0: L_verify alone.
+    """
+    if correct is None or lam == 0:
+        loss = lm_loss(model, verify)
+        return loss, {"loss_verify": loss}
+    per_token, mask = token_losses(model, concat_batches(verify, correct))
+    n = len(verify["input_ids"])
+    terms = {"loss_verify": masked_mean(per_token[:n], mask[:n]), "loss_correct": masked_mean(per_token[n:], mask[n:])}
+    return terms["loss_verify"] + lam * terms["loss_correct"], terms
+
+
+def classifier_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """BCE-with-logits of a num_labels=1 sequence classifier (pooled at the last non-pad token)."""
-    logits = engine(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     return F.binary_cross_entropy_with_logits(logits.float().squeeze(-1), batch["labels"].float())
 
 
-def train_step(engine, micro_batches: list[dict[str, dict[str, torch.Tensor]]], objective: str, lam: float) -> dict[str, float]:
+def objective_loss(
+    model: torch.nn.Module, micro: dict[str, Batch], objective: str, lam: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(loss, named terms) of one micro-batch; one forward pass for every objective."""
+    if objective == "discriminative":
+        loss = classifier_loss(model, micro["verify"])
+        return loss, {"loss_verify": loss}
+    if objective == "policy":
+        loss = lm_loss(model, micro["correct"])
+        return loss, {"loss_correct": loss}
+    return genrm_loss(model, micro["verify"], micro.get("correct"), lam)
+
+
+def train_step(engine, micro_batches: list[dict[str, Batch]], objective: str, lam: float) -> dict[str, float]:
     """One optimizer step over ``grad_accum`` micro-batches; returns the mean loss terms.
 
     Each micro-batch maps a set name to a batch: genrm {"verify", "correct" (if lam > 0)},
-    policy {"correct"}, discriminative {"verify"}. GenRM's loss is l_verify + lam * l_correct, each
-    a mean over its own target tokens. DeepSpeed divides by grad_accum and steps the optimizer and
-    LR schedule on the last micro-batch.
+    policy {"correct"}, discriminative {"verify"}. One forward and one backward per micro-batch;
+    DeepSpeed divides by grad_accum and steps the optimizer and LR schedule on the last one.
     """
     terms: dict[str, float] = {}
     for micro in micro_batches:
-        if objective == "discriminative":
-            parts = {"loss_verify": classifier_loss(engine, micro["verify"])}
-            loss = parts["loss_verify"]
-        elif objective == "policy":
-            parts = {"loss_correct": lm_loss(engine, micro["correct"])}
-            loss = parts["loss_correct"]
-        else:  # genrm
-            parts = {"loss_verify": lm_loss(engine, micro["verify"])}
-            loss = parts["loss_verify"]
-            if lam > 0:
-                parts["loss_correct"] = lm_loss(engine, micro["correct"])
-                loss = loss + lam * parts["loss_correct"]
+        loss, parts = objective_loss(engine, micro, objective, lam)
         engine.backward(loss)
         engine.step()
         for name, value in {"loss": loss, **parts}.items():

@@ -1,26 +1,29 @@
-"""Rationale synthesis (genrm_ray.synthesis, jobs/synthesize_rationales.py): reference-guided teacher
+"""Rationale synthesis (genrm_ray.data.synthesis, jobs/synthesize_rationales.py): reference-guided teacher
 prompts, the verdict filter counted exactly with a scripted teacher, and the job over a real tiny model."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from genrm_ray import prompts
+from genrm_ray.data.sft import LabelledSolution, load_sft_jsonl
+from genrm_ray.data.synthesis import candidates, cut_after_verdict, synthesize
 from genrm_ray.engine import Completion, GenerationBackend
-from genrm_ray.sft_data import LabelledSolution, load_sft_jsonl
-from genrm_ray.synthesis import candidates, cut_after_verdict, synthesize
 from genrm_ray.tasks import get_task
+from tests.fixtures.data import GSM8K_HEAD
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "jobs"))
-import synthesize_rationales  # noqa: E402
+JOB = REPO / "jobs" / "synthesize_rationales.py"
 
-from tests.fixtures.data import GSM8K_HEAD  # noqa: E402
+
+def run_job(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(JOB), *args], cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
 class ScriptedTeacher:
@@ -120,14 +123,14 @@ def test_rounds_must_be_positive(tokenizer):
         synthesize([item], ScriptedTeacher(tokenizer, "last_letter"), rounds=0)
 
 
-def test_job_with_a_real_tiny_teacher_writes_d_cot_and_stats(tiny_model_dir, tmp_path, capsys):
+def test_job_with_a_real_tiny_teacher_writes_d_cot_and_stats(tiny_model_dir, tmp_path):
     out = tmp_path / "cot.jsonl"
-    rc = synthesize_rationales.main([
+    proc = run_job(
         "task=gsm8k", f"problems_file={GSM8K_HEAD}", "n_problems=3", "candidates_per_problem=3",
         f"teacher={tiny_model_dir}", "backend=hf", "engine_options={dtype: float32}", "rounds=2", "max_tokens=16",
         f"output={out}",
-    ])
-    assert rc == 0
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
     stats = json.loads(Path(str(out) + ".stats.json").read_text())
     assert stats["solutions"] == 9 and stats["offered"] == 18
     # An untrained teacher almost never writes a verdict; whatever it wrote is accounted for exactly.
@@ -137,15 +140,15 @@ def test_job_with_a_real_tiny_teacher_writes_d_cot_and_stats(tiny_model_dir, tmp
         assert len(load_sft_jsonl(out, kinds=["verify_cot"])) == stats["written"]  # schema-checked
     else:
         assert out.read_text() == ""
-    assert "kept" in capsys.readouterr().out
+    assert "kept" in proc.stdout
 
 
-def test_job_fails_fast_on_bad_input(tmp_path, tiny_model_dir, capsys):
-    assert synthesize_rationales.main(["teacher=/nonexistent"]) == 2
-    assert "teacher" in capsys.readouterr().err
+def test_job_fails_fast_on_bad_input(tmp_path, tiny_model_dir):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "q", "answer": "no number here"}\n')
-    assert synthesize_rationales.main([f"teacher={tiny_model_dir}", f"problems_file={bad}"]) == 2
-    assert f"{bad}:1" in capsys.readouterr().err
-    assert synthesize_rationales.main([f"teacher={tiny_model_dir}", "rounds_typo=3"]) == 2
-    assert "rounds_typo" in capsys.readouterr().err
+    for args, message in [(["teacher=/nonexistent"], "teacher: /nonexistent is not a Hugging Face model dir"),
+                          ([f"teacher={tiny_model_dir}", f"problems_file={bad}"], f"{bad}:1"),
+                          ([f"teacher={tiny_model_dir}", "rounds_typo=3"], "rounds_typo"),
+                          ([f"teacher={tiny_model_dir}", "backend=trt"], "'backend' must be one of ['vllm', 'hf']")]:
+        proc = run_job(*args)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)

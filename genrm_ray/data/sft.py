@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import TypeVar
 
 from genrm_ray import prompts
 from genrm_ray.tasks import Problem

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from genrm_ray import prompts
-from genrm_ray.sft_data import (
+from genrm_ray.data.sft import (
     LabelledSolution,
     SFTDataError,
     build_correct,

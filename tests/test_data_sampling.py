@@ -1,23 +1,20 @@
-"""Policy sampling as a Ray Data pipeline over vLLM engine actors (genrm_ray.sampling)."""
+"""genrm_ray.data.sampling: policy sampling as a Ray Data pipeline over vLLM engine actors."""
 
 from __future__ import annotations
 
 import pytest
 
-from genrm_ray.sampling import Sample, grade, sample_solutions
+from genrm_ray.data.sampling import Sample, SamplingConfig, grade, sample_solutions
 from genrm_ray.tasks import get_task
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.integration
 def test_ray_data_pool_samples_n_solutions_per_problem(ray_cluster, tiny_model_dir):
     task = get_task("last_letter")
     problems = task.generate("train", 5, seed=0)
     # batch_size 2 over 5 problems: three map_batches calls through one vLLM engine actor.
-    samples = sample_solutions(
-        problems, tiny_model_dir, n=3, temperature=1.0, max_tokens=12, seed=0,
-        concurrency=1, batch_size=2, num_cpus=1,
-    )
+    samples = sample_solutions(problems, tiny_model_dir, SamplingConfig(
+        n=3, temperature=1.0, max_tokens=12, seed=0, concurrency=1, batch_size=2, num_cpus=1))
     assert len(samples) == 15
     assert all(isinstance(s, Sample) for s in samples)
     by_problem: dict[str, list[int]] = {}
@@ -47,22 +44,23 @@ def test_sampling_grades_reference_solutions_correct():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(n=0), "n, concurrency and batch_size must be >= 1"),
-    (dict(n=1, concurrency=0), "n, concurrency and batch_size must be >= 1"),
+    (dict(n=0), "sampling.n must be >= 1"),
+    (dict(n=1, concurrency=0), "sampling.concurrency must be >= 1"),
+    (dict(top_p=0.0), r"sampling.top_p in \(0, 1\]"),
 ])
 def test_bad_sampling_arguments_fail_before_ray(kwargs, message, tmp_path):
     problems = get_task("last_letter").generate("train", 1, seed=0)
     with pytest.raises(ValueError, match=message):
-        sample_solutions(problems, tmp_path, **kwargs)
+        sample_solutions(problems, tmp_path, SamplingConfig(**kwargs))
 
 
 def test_no_problems_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no problems"):
-        sample_solutions([], tmp_path, n=1)
+        sample_solutions([], tmp_path, SamplingConfig(n=1))
 
 
 def test_truncation_is_measured_and_warned_about_past_five_percent():
-    from genrm_ray.sampling import Sample, truncated_share, truncation_warning
+    from genrm_ray.data.sampling import Sample, truncated_share, truncation_warning
 
     samples = [Sample("p", i, "s", "length" if i < 3 else "stop") for i in range(20)]
     assert truncated_share(samples) == 0.15

@@ -2,12 +2,12 @@
 
     problems (task.generate)          train split: policy SFT + GenRM data; validation split: held-out
                                       verification (the test split stays unseen for Best-of-N)
-    base model (models.create_tiny_model, or an existing HF dir)
+    base model (models.pretrained.resolve_base_model: an HF dir, a GGUF, smollm2-135m-instruct; or a tiny model)
     policy    = SFT of the base model on D_correct(reference solutions)        (train/, objective policy)
     samples   = n policy solutions per problem                                 (sampling.py: Ray Data + vLLM)
               + task.candidate_solutions per problem (bootstrapped right/wrong solutions; optional)
     labelled  = every solution graded by task.is_correct
-    D_verify, D_cot, D_correct (train problems), heldout verify_direct set (validation problems)  (sft_data.py)
+    D_verify, D_cot, D_correct (train problems), heldout verify_direct set (validation problems)  (sft.py)
 
 Everything lands in one cache folder keyed by a hash of the data-relevant config, so a second run
 with the same settings (or one that only changes the GenRM's training knobs) starts training at once.
@@ -26,20 +26,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genrm_ray import env, prompts, sft_data
+from genrm_ray import env
 from genrm_ray.config import to_dict
-from genrm_ray.sampling import grade, sample_solutions, truncated_share, truncation_warning
-from genrm_ray.sft_data import LabelledSolution
+from genrm_ray.data import sft
+from genrm_ray.data.sampling import SamplingConfig, grade, sample_solutions, truncated_share, truncation_warning
+from genrm_ray.data.sft import LabelledSolution
+from genrm_ray.models.pretrained import resolve_base_model
 from genrm_ray.tasks import Problem, get_task
 from genrm_ray.train.config import TrainConfig
 
 # Bump when the building code changes what a cached folder holds.
 # 2: the held-out verification set comes from the validation split (was test).
-DATA_VERSION = 2
+# 3: rationales quote the solution's claim at every step
+DATA_VERSION = 3
 
 
 @dataclass
-class TaskSection:
+class TaskConfig:
     name: str = "last_letter"
     n_train: int = 400  # train-split problems: policy SFT, D_verify, D_cot, D_correct
     n_heldout: int = 100  # validation-split problems: the held-out verification set
@@ -47,42 +50,31 @@ class TaskSection:
 
 
 @dataclass
-class BaseModelSection:
-    path: str = ""  # existing HF model dir (pretrained LM); "" = build a random-init tiny model here
-    size: str = "small"  # genrm_ray.models preset when building one
+class BaseModelConfig:
+    # The pretrained LM the policy (and through it the GenRM) is fine-tuned from: an HF model dir, a
+    # .gguf file, or a built-in name such as smollm2-135m-instruct (genrm_ray.models.pretrained).
+    # "" = build a random-init tiny model here (size, seed: tests and fast runs).
+    path: str = ""
+    size: str = "small"  # genrm_ray.models preset of the tiny model
     seed: int = 0
 
 
 @dataclass
-class PolicySection:
+class PolicyConfig:
     path: str = ""  # existing policy model dir: skip SFT and sample from it
     train: TrainConfig = field(default_factory=TrainConfig)  # SFT on D_correct (objective.name: policy)
 
 
 @dataclass
-class SamplingSection:
-    n: int = 4  # policy solutions per problem
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = 160
-    seed: int = 0
-    concurrency: int = 1  # vLLM engine actors in the Ray Data pool (one per GPU on a cluster)
-    batch_size: int = 64  # problems per map_batches call
-    num_cpus: float = 1.0  # Ray resources each engine actor reserves
-    num_gpus: float = 0.0
-    engine_options: dict[str, Any] = field(default_factory=dict)  # make_backend("vllm", dir, **options)
+class DataBuildConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    base_model: BaseModelConfig = field(default_factory=BaseModelConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # policy solutions per problem
     # task.candidate_solutions per problem mixed into the labelled pool: programmatic right and
     # wrong solutions (reference, wrong letter, skipped word, ...) that bootstrap a balanced set when
     # the policy alone is too weak or too strong. 0 = policy samples only.
     bootstrap_candidates: int = 4
-
-
-@dataclass
-class DataBuild:
-    task: TaskSection = field(default_factory=TaskSection)
-    base_model: BaseModelSection = field(default_factory=BaseModelSection)
-    policy: PolicySection = field(default_factory=PolicySection)
-    sampling: SamplingSection = field(default_factory=SamplingSection)
     cache_dir: str = ""  # "" = <GENRM_CACHE_DIR>/genrm_data
 
 
@@ -101,7 +93,7 @@ class BuiltData:
     reused: bool
 
 
-def cache_key(build: DataBuild) -> str:
+def cache_key(build: DataBuildConfig) -> str:
     """Hash of every setting that changes the data (logging and the cache folder itself do not)."""
     d = to_dict(build)
     d.pop("cache_dir")
@@ -111,7 +103,7 @@ def cache_key(build: DataBuild) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build_or_reuse(build: DataBuild, log=print) -> BuiltData:
+def build_or_reuse(build: DataBuildConfig, log=print) -> BuiltData:
     """Build the data for `build` into its cache folder, or reuse the folder if complete."""
     root = Path(build.cache_dir) if build.cache_dir else env.cache_dir() / "genrm_data"
     folder = root / f"{build.task.name}-{cache_key(build)}"
@@ -142,7 +134,7 @@ def _paths(folder: Path, stats: dict[str, Any], reused: bool) -> BuiltData:
     )
 
 
-def _build(build: DataBuild, folder: Path, log) -> dict[str, Any]:
+def _build(build: DataBuildConfig, folder: Path, log) -> dict[str, Any]:
     t0 = time.perf_counter()
     task = get_task(build.task.name)
     train = task.generate("train", build.task.n_train, seed=build.task.seed)
@@ -162,11 +154,7 @@ def _build(build: DataBuild, folder: Path, log) -> dict[str, Any]:
     s = build.sampling
     log(f"[data] sampling {s.n} solutions for each of {len(train) + len(heldout)} problems (Ray Data + vLLM)")
     t = time.perf_counter()
-    samples = sample_solutions(
-        train + heldout, policy, n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
-        seed=s.seed, concurrency=s.concurrency, batch_size=s.batch_size, num_cpus=s.num_cpus,
-        num_gpus=s.num_gpus, engine_options=s.engine_options,
-    )
+    samples = sample_solutions(train + heldout, policy, s)
     stats["sampling_s"] = round(time.perf_counter() - t, 1)
     stats["sampling_truncated_share"] = round(truncated_share(samples), 4)
     if warning := truncation_warning(stats["sampling_truncated_share"], "data.sampling.max_tokens", s.max_tokens):
@@ -183,33 +171,33 @@ def _build(build: DataBuild, folder: Path, log) -> dict[str, Any]:
 
     # Bootstrapped candidates: the task's own right and wrong solutions, graded by is_correct.
     rng = random.Random(build.task.seed)
-    boot_train = _candidates(task, train, build.sampling.bootstrap_candidates, rng)
-    boot_heldout = _candidates(task, heldout, build.sampling.bootstrap_candidates, rng)
+    boot_train = _candidates(task, train, build.bootstrap_candidates, rng)
+    boot_heldout = _candidates(task, heldout, build.bootstrap_candidates, rng)
     pool_train = _dedupe(policy_train + boot_train)
     pool_heldout = _dedupe(policy_heldout + boot_heldout)
     stats["pool_train"] = _counts(pool_train)
     stats["pool_heldout"] = _counts(pool_heldout)
 
     seed = build.task.seed
-    verify = sft_data.build_verify_direct(pool_train, balance=True, seed=seed)
-    cot, cot_stats = sft_data.build_verify_cot(pool_train, task.verification_rationale, balance=True, seed=seed)
-    correct = sft_data.build_correct(_dedupe(pool_train + references))
-    held = sft_data.build_verify_direct(pool_heldout, balance=True, seed=seed)
+    verify = sft.build_verify_direct(pool_train, balance=True, seed=seed)
+    cot, cot_stats = sft.build_verify_cot(pool_train, task.verification_rationale, balance=True, seed=seed)
+    correct = sft.build_correct(_dedupe(pool_train + references))
+    held = sft.build_verify_direct(pool_heldout, balance=True, seed=seed)
     for name, records in [("verify_direct", verify), ("verify_cot", cot), ("correct", correct), ("heldout", held)]:
-        sft_data.write_sft_jsonl(records, folder / f"{name}.jsonl")
+        sft.write_sft_jsonl(records, folder / f"{name}.jsonl")
         stats[f"n_{name}"] = len(records)
     stats["cot_kept_fraction"] = round(cot_stats.kept_fraction, 3)
     stats["build_s"] = round(time.perf_counter() - t0, 1)
     return stats
 
 
-def _base_and_policy(build: DataBuild, folder: Path, references: list[LabelledSolution], log) -> dict[str, Any]:
+def _base_and_policy(build: DataBuildConfig, folder: Path, references: list[LabelledSolution], log) -> dict[str, Any]:
     from genrm_ray.train.loop import run_training
 
     stats: dict[str, Any] = {}
     # Base model: the tokenizer is byte level plus the prompt phrases, so no corpus is needed.
     if build.base_model.path:
-        base = Path(build.base_model.path)
+        base = resolve_base_model(build.base_model.path, "data.base_model.path")
     else:
         from genrm_ray.models import create_tiny_model
 
@@ -220,7 +208,7 @@ def _base_and_policy(build: DataBuild, folder: Path, references: list[LabelledSo
     if build.policy.path:
         policy = Path(build.policy.path)
     else:
-        policy_sft = sft_data.write_sft_jsonl(sft_data.build_correct(references), folder / "policy_sft.jsonl")
+        policy_sft = sft.write_sft_jsonl(sft.build_correct(references), folder / "policy_sft.jsonl")
         cfg = copy.deepcopy(build.policy.train)
         cfg.model.path = str(base)
         cfg.data.correct = str(policy_sft)
@@ -263,102 +251,3 @@ def _accuracy(items: list[LabelledSolution]) -> float:
 def _counts(items: list[LabelledSolution]) -> dict[str, int]:
     pos = sum(x.correct for x in items)
     return {"correct": pos, "wrong": len(items) - pos}
-
-
-# The job's config: data building, the GenRM's TrainConfig, evaluation and where the run goes.
-
-
-@dataclass
-class EvalSection:
-    backend: str = "vllm"  # generation backend that scores p(Yes): "vllm" | "hf"
-    heldout: str = ""  # verify_direct JSONL of held-out (x, y, label); "" = the built held-out set
-    engine_options: dict[str, Any] = field(default_factory=dict)  # make_backend(backend, dir, **options)
-    # GenRM-CoT runs are scored on the held-out pairs by sampling rationales (reward = mean p(Yes)):
-    # the teacher-forced loss hides a verifier whose few verdict tokens ignore the solution.
-    cot_k: int = 4
-    cot_temperature: float = 1.0
-    cot_max_rationale_tokens: int = 512
-    # After training: Best-of-N of the verifier just trained against its baselines (jobs/eval_best_of_n.py's
-    # config file; models.policy and the verifier's models.* entry are filled in). "" = skip.
-    best_of_n_config: str = ""
-    best_of_n_overrides: list[str] = field(default_factory=list)  # key=value overrides of that config
-
-
-@dataclass
-class GenRMJobConfig:
-    data: DataBuild = field(default_factory=DataBuild)
-    # The verifier's training run. data.* files given here are used as they are (no data building);
-    # model.path "" = start from the built policy (GenRM is fine-tuned from the policy's checkpoint).
-    genrm: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalSection = field(default_factory=EvalSection)
-    run_dir: str = ""  # "" = runs/genrm-<timestamp> under the current directory
-    ray_address: str = ""  # "" = $RAY_ADDRESS if set (e.g. under `ray job submit`), else a local Ray
-
-
-# Held-out evaluation of a direct verifier: p(Yes) from the engine's next-token log-probabilities.
-
-
-def auroc(scores: list[float], labels: list[bool]) -> float:
-    """Area under the ROC curve: P(score of a random positive > score of a random negative), ties 1/2."""
-    pos = [s for s, y in zip(scores, labels) if y]
-    neg = [s for s, y in zip(scores, labels) if not y]
-    if not pos or not neg:
-        raise ValueError(f"AUROC needs both classes; got {len(pos)} positives and {len(neg)} negatives")
-    # Rank-sum (Mann-Whitney U) with average ranks for ties: O(n log n).
-    order = sorted(range(len(scores)), key=lambda i: scores[i])
-    ranks = [0.0] * len(scores)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    rank_sum = sum(r for r, y in zip(ranks, labels) if y)
-    return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
-
-
-def evaluate_verifier(model_dir: str | Path, heldout: str | Path, backend: str = "vllm", cot=None,
-                      **options) -> dict[str, Any]:
-    """Accuracy (score > 0.5 vs the label) and AUROC on a held-out verify_direct file.
-
-    The score is a GenRM's raw p(" Yes") (as in the paper), or the discriminative RM's sigmoid, chosen
-    by the saved model's architecture. With ``cot`` (scoring.CotSettings) a GenRM-CoT is scored the
-    way it is used: K sampled rationales per pair, reward = mean p(Yes); the share of rationales cut at
-    the budget is reported too.
-    """
-    from genrm_ray.scoring import DiscriminativeScorer, GenRMScorer, VerifyItem, is_classifier_dir
-
-    records = sft_data.load_sft_jsonl(heldout, kinds=["verify_direct"])
-    labels = [bool(r.label) for r in records]
-    texts = [r.prompt for r in records]
-    extra: dict[str, Any] = {}
-    if is_classifier_dir(str(model_dir)):
-        scores = DiscriminativeScorer(str(model_dir)).p_correct(texts)
-    else:
-        from genrm_ray.engine import make_backend
-
-        engine = make_backend(backend, str(model_dir), **options)
-        try:
-            if cot is None:
-                scores = GenRMScorer(engine).p_yes(texts)
-            else:
-                items = [VerifyItem(r.task, *prompts.parse_verify_direct_prompt(r.task, r.prompt)) for r in records]
-                results = GenRMScorer(engine).score_cot(items, cot)
-                scores = [x.reward for x in results]
-                drawn = sum(x.k_used for x in results)
-                extra = {"cot_k": cot.k, "cot_temperature": cot.temperature,
-                         "unfinished_share": round(sum(x.unfinished for x in results) / drawn, 4)}
-        finally:
-            if hasattr(engine, "close"):
-                engine.close()  # vLLM's engine-core process goes now, not at interpreter exit
-    accuracy = sum((p > 0.5) == y for p, y in zip(scores, labels)) / len(labels)
-    return {**extra,
-        "n": len(labels),
-        "positives": sum(labels),
-        "accuracy": round(accuracy, 4),
-        "auroc": round(auroc(scores, labels), 4),
-        "mean_score_correct": round(sum(p for p, y in zip(scores, labels) if y) / max(1, sum(labels)), 4),
-        "mean_score_wrong": round(sum(p for p, y in zip(scores, labels) if not y) / max(1, len(labels) - sum(labels)), 4),
-    }

@@ -13,12 +13,15 @@ The teacher is any `GenerationBackend` (vLLM or transformers over a local HF dir
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Literal
 
-from genrm_ray import prompts, sft_data
+from genrm_ray import prompts
+from genrm_ray.data import sft
+from genrm_ray.data.sft import LabelledSolution, SFTRecord
 from genrm_ray.engine import GenerationBackend
-from genrm_ray.sft_data import LabelledSolution, SFTRecord
 from genrm_ray.tasks import Problem, get_task
 
 
@@ -31,13 +34,37 @@ class SynthesisConfig:
     candidates_per_problem: int = 4  # task.candidate_solutions: the reference and perturbed solutions
     seed: int = 0
     teacher: str = ""  # HF model dir of the teacher
-    backend: str = "vllm"  # "vllm" | "hf"
+    backend: Literal["vllm", "hf"] = "vllm"
     engine_options: dict[str, Any] = field(default_factory=dict)
     rounds: int = 4  # rationales sampled per solution
     temperature: float = 1.0
     max_tokens: int = 256
     balance: bool = True  # as many Yes as No rationales in the output (after filtering)
     output: str = "runs/synth/verify_cot.jsonl"
+
+
+def check_config(cfg: SynthesisConfig) -> None:
+    """Everything checkable before the teacher loads; errors name the key."""
+    from genrm_ray.config import ConfigError
+    from genrm_ray.runs import require_hf_model_dir
+
+    if not cfg.teacher:
+        raise ConfigError("teacher: not set (an HF model dir)")
+    require_hf_model_dir(cfg.teacher, "teacher")
+    if cfg.problems_file and not Path(cfg.problems_file).is_file():
+        raise ConfigError(f"problems_file: no such file {cfg.problems_file}")
+    for key in ("rounds", "max_tokens"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"{key} must be >= 1, got {getattr(cfg, key)}")
+
+
+def load_problems(cfg: SynthesisConfig) -> list[Problem]:
+    """The problem file (its first n_problems; 0 = all), or n_problems generated ones of ``split``."""
+    task = get_task(cfg.task)
+    if cfg.problems_file:
+        problems = task.load(cfg.problems_file)
+        return problems[: cfg.n_problems] if cfg.n_problems else problems
+    return task.generate(cfg.split, cfg.n_problems, seed=cfg.seed)
 
 
 @dataclass(frozen=True)
@@ -89,7 +116,7 @@ def synthesize(
     teacher_prompts = [prompts.reference_guided_verify_prompt(x.problem.task, x.problem.question, x.solution,
                                                               x.problem.answer) for x in items]
     outputs = teacher.generate(teacher_prompts, n=rounds, temperature=temperature, max_tokens=max_tokens,
-                               stop=["\nQ:"], seed=seed)
+                               stop=[prompts.NEXT_QUESTION], seed=seed)
     offered: list[LabelledSolution] = []
     rationales: list[str] = []
     leaks = 0
@@ -103,7 +130,7 @@ def synthesize(
             rationales.append(rationale)
     # build_verify_cot applies the verdict filter; it asks for one rationale per offered item, in order.
     queue = iter(rationales)
-    records, cot = sft_data.build_verify_cot(offered, lambda _p, _s: next(queue), balance=balance, seed=seed or 0)
+    records, cot = sft.build_verify_cot(offered, lambda _p, _s: next(queue), balance=balance, seed=seed or 0)
     matched = cot.offered - cot.rejected_wrong_verdict - cot.rejected_no_verdict
     stats = SynthesisStats(len(items), len(items) * rounds, matched, cot.rejected_wrong_verdict,
                            cot.rejected_no_verdict, leaks, len(records))

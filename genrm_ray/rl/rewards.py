@@ -1,0 +1,205 @@
+"""Reward sources of the RL loop, by name: the registry the RewardActor (actors/reward_actor.py) builds
+its scorer from.
+
+    source = make_source("oracle", {"task": "last_letter"})
+    batch = await source.ascore(prompts, responses, labels)        # RewardBatch(rewards, details)
+
+The names are exactly the values of ``reward.source`` in a GRPO config (genrm_ray.rl.config):
+
+- ``genrm_cot``, ``genrm_direct``: the served GenRM through ``genrm_ray.reward_client.RewardClient``,
+  the name fixing its ``mode``; the options are RewardClient's other keywords (``url`` | ``app_name`` |
+  ``handle``, ``token``, ``task``, ``batch_size``, ``retries``, ``backoff_s``, ``timeout_s``, and for
+  genrm_cot the voting ``k`` and ``adaptive``).
+- ``discriminative``: ``genrm_ray.scoring.DiscriminativeScorer`` over ``model_dir`` (a classifier
+  export), ``task``, optional ``batch_size``.
+- ``oracle``: the task's grader, ``task``; ``labels`` (the reference answers) are then required. For
+  comparison runs only: it needs the answers a deployed verifier never has.
+
+A source is anything with ``async ascore(prompts, responses, labels=None) -> RewardBatch``; a new one
+is a class or factory decorated with ``@register("name")``, whose keyword parameters are its options.
+``prompt`` is the policy prompt (``prompts.solve_prompt(task, question)``) or the bare question; the
+discriminative and oracle sources recover the question from it as the reward server does.
+
+No Ray here: the RewardActor holds a source, and these run (and are tested) without a cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from genrm_ray import prompts
+from genrm_ray.reward_client import TOKEN_ENV, RewardBatch, RewardClient
+
+if TYPE_CHECKING:
+    from genrm_ray.rl.config import GRPOConfig
+
+
+class RewardSource(Protocol):
+    async def ascore(self, prompts: Sequence[str], responses: Sequence[str],
+                     labels: Sequence[str] | None = None) -> RewardBatch: ...
+
+
+REWARD_SOURCES: dict[str, Callable[..., RewardSource]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., RewardSource]], Callable[..., RewardSource]]:
+    """Class / factory decorator: ``make_source(name, options)`` calls it with ``options``."""
+    def add(factory: Callable[..., RewardSource]) -> Callable[..., RewardSource]:
+        if name in REWARD_SOURCES:
+            raise ValueError(f"reward source {name!r} is registered twice ({REWARD_SOURCES[name]} and {factory})")
+        REWARD_SOURCES[name] = factory
+        return factory
+    return add
+
+
+def option_names(name: str) -> list[str]:
+    """The options ``make_source(name, ...)`` accepts (the factory's keyword parameters)."""
+    return list(inspect.signature(_factory(name)).parameters)
+
+
+def make_source(name: str, options: Mapping[str, Any] | None = None) -> RewardSource:
+    """The source registered as ``name``, built from ``options``; unknown names, unknown options and
+    missing ones fail naming the known ones."""
+    factory, options = _factory(name), dict(options or {})
+    params = inspect.signature(factory).parameters
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        raise ValueError(f"reward source {name!r}: unknown option(s) {unknown}; known: {list(params)}")
+    missing = [p for p, spec in params.items() if spec.default is inspect.Parameter.empty and p not in options]
+    if missing:
+        raise ValueError(f"reward source {name!r}: missing option(s) {missing}; known: {list(params)}")
+    return factory(**options)
+
+
+def _factory(name: str) -> Callable[..., RewardSource]:
+    if name not in REWARD_SOURCES:
+        raise ValueError(f"unknown reward source {name!r}; known: {sorted(REWARD_SOURCES)}")
+    return REWARD_SOURCES[name]
+
+
+# --- the served GenRM ------------------------------------------------------------------------------
+
+def _served(mode: str, without: Sequence[str] = ()) -> Callable[..., RewardClient]:
+    """RewardClient with ``mode`` fixed by the source's name; its other keywords, less ``without``
+    (voting options a direct verdict has no use for), are the options."""
+    def build(**options: Any) -> RewardClient:
+        return RewardClient(mode=mode, **options)
+
+    keywords = [p for name, p in inspect.signature(RewardClient).parameters.items() if name not in ("mode", *without)]
+    build.__signature__ = inspect.Signature(keywords)  # what make_source checks the options against
+    build.__doc__ = f"The served GenRM, mode={mode!r} (genrm_ray.reward_client.RewardClient)."
+    return build
+
+
+register("genrm_cot")(_served("cot"))
+register("genrm_direct")(_served("direct", without=("k", "adaptive")))
+SERVED = ("genrm_cot", "genrm_direct")  # the sources a GRPO job may deploy the GenRM app for
+
+
+# --- sources scored in this process ------------------------------------------------------------------
+
+def question_of(task: str, prompt: str, i: int) -> str:
+    """The question in a policy prompt, as the reward server recovers it; ValueError naming the item."""
+    try:
+        return prompts.question_of_prompt(task, prompt)  # the server's rule, so every source reads prompts alike
+    except ValueError as e:
+        raise ValueError(f"prompts[{i}]: {e}") from None
+
+
+def _check_lengths(prompts: Sequence[str], responses: Sequence[str], labels: Sequence[str] | None) -> None:
+    if len(prompts) != len(responses):
+        raise ValueError(f"prompts has {len(prompts)} entries but responses has {len(responses)}")
+    if labels is not None and len(labels) != len(prompts):
+        raise ValueError(f"labels has {len(labels)} entries but prompts has {len(prompts)}")
+
+
+def _detail(p: float) -> dict:
+    # The served detail shape, for sources that score in one step (no rationales).
+    return {"p_yes": [p], "k_used": 1, "rationale_tokens": 0, "unfinished": 0}
+
+
+@register("discriminative")
+class DiscriminativeSource:
+    """The discriminative RM baseline: sigmoid of the classifier head over the direct verify prompt."""
+
+    def __init__(self, model_dir: str, task: str, batch_size: int = 32):
+        from genrm_ray.scoring import DiscriminativeScorer, is_classifier_dir
+        from genrm_ray.tasks import get_task
+
+        get_task(task)  # unknown task: fail at construction
+        if not is_classifier_dir(model_dir):
+            raise ValueError(f"model_dir {model_dir} is not a sequence classifier (config.json architectures)")
+        self.task = task
+        self.scorer = DiscriminativeScorer(str(model_dir), batch_size=batch_size)
+        # One call at a time: a fast tokenizer shared by two threads fails ("Already borrowed").
+        self.lock = asyncio.Lock()
+
+    async def ascore(self, prompts: Sequence[str], responses: Sequence[str],
+                     labels: Sequence[str] | None = None) -> RewardBatch:
+        from genrm_ray.scoring import VerifyItem
+
+        _check_lengths(prompts, responses, labels)
+        items = [VerifyItem(self.task, question_of(self.task, p, i), r) for i, (p, r) in enumerate(zip(prompts, responses))]
+        # The forward passes run in a thread so the actor's event loop keeps accepting calls.
+        async with self.lock:
+            scores = await asyncio.to_thread(self.scorer.score_direct, items)
+        return RewardBatch([s.reward for s in scores], [_detail(s.reward) for s in scores])
+
+
+@register("oracle")
+class OracleSource:
+    """Ground-truth reward: 1.0 if the task's grader accepts the response's final answer, else 0.0."""
+
+    def __init__(self, task: str):
+        from genrm_ray.tasks import get_task
+
+        self.task = get_task(task)
+
+    async def ascore(self, prompts: Sequence[str], responses: Sequence[str],
+                     labels: Sequence[str] | None = None) -> RewardBatch:
+        if labels is None:
+            raise ValueError(f"the oracle reward (task {self.task.name!r}) needs labels: the reference answer of each prompt")
+        _check_lengths(prompts, responses, labels)
+        rewards = []
+        for i, (prompt, response, label) in enumerate(zip(prompts, responses, labels)):
+            answer = self.task.normalize_answer(str(label)) if label is not None else None
+            if answer is None:
+                raise ValueError(f"labels[{i}] = {label!r} is not a valid {self.task.name!r} answer")
+            problem = self.task.make_problem(question_of(self.task.name, prompt, i), answer)
+            rewards.append(1.0 if self.task.is_correct(response, problem) else 0.0)
+        return RewardBatch(rewards, [_detail(r) for r in rewards])
+
+
+# --- from a GRPO config ----------------------------------------------------------------------------
+
+def needs_reward_app(cfg: GRPOConfig) -> bool:
+    """A served source naming neither reward.url nor reward.app_name: the job deploys the GenRM app."""
+    return cfg.reward.source in SERVED and not (cfg.reward.url or cfg.reward.app_name)
+
+
+def source_options(cfg: GRPOConfig, app_name: str = "") -> dict[str, Any]:
+    """The options of ``cfg.reward.source`` in a GRPO run. ``app_name``: the Serve app the job deployed
+    for a genrm_* source that names neither reward.url nor reward.app_name."""
+    r, task = cfg.reward, cfg.task.name
+    if r.source == "oracle":
+        return {"task": task}
+    if r.source == "discriminative":
+        return {"model_dir": cfg.models.verifier, "task": task}
+    if r.source not in SERVED:
+        raise ValueError(f"reward.source: no options known for {r.source!r} (known: oracle, discriminative, {', '.join(SERVED)})")
+    options: dict[str, Any] = {"task": task, "batch_size": r.batch_size, "retries": r.retries}
+    if r.source == "genrm_cot":  # the rest of reward.cot is the server's (genrm_ray.rl.config)
+        options |= {"k": r.cot.k, "adaptive": r.cot.adaptive}
+    if r.url:  # the token is read here, in the driver: Ray workers do not inherit the driver's environment
+        return options | {"url": r.url, "token": os.environ.get(TOKEN_ENV)}
+    if not (r.app_name or app_name):
+        raise ValueError(f"reward.source={r.source}: no endpoint (reward.url, reward.app_name, or the app this job deploys)")
+    return options | {"app_name": r.app_name or app_name}
+
+
+__all__ = ["DiscriminativeSource", "OracleSource", "REWARD_SOURCES", "RewardSource", "SERVED", "make_source",
+           "needs_reward_app", "option_names", "question_of", "register", "source_options"]

@@ -1,0 +1,224 @@
+"""One GRPO step on Ray, and the run around it: the step's prompts, held-out pass@1, checkpoints and
+resume, the summary. jobs/train_grpo.py wires these to the actors of actors/.
+
+A step: G rollouts per prompt from the rollout engine, in chunks, each chunk's reward call in flight
+while the next chunk generates -> group-normalized advantages -> old and reference log-probs -> one
+optimizer step on every policy rank -> the new weights to the rollout engine (through Ray's object
+store, never through the driver).
+
+The actors come in as handles (``GRPOActors``; the Protocols say which methods a step calls), so the
+library never imports the actors package. Ray is imported only where a result is awaited: the pure
+helpers load, and are tested, without a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+
+from genrm_ray import prompts
+from genrm_ray.integrations.common import blank_detail
+from genrm_ray.rl.grpo import Rollout, RolloutBatch, group_advantages, make_rollout_batch
+
+if TYPE_CHECKING:
+    from genrm_ray.rl.config import GRPOConfig, RolloutConfig
+    from genrm_ray.tasks import Problem, Task
+
+
+class RemoteMethod(Protocol):
+    """An actor method on a Ray actor handle: ``.remote(...)`` returns an ObjectRef at once."""
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+class RolloutEngine(Protocol):  # actors.rollout_actor.RolloutActor
+    generate: RemoteMethod  # (prompts, n, temperature, max_tokens, seed, stop) -> list[list[Rollout]]
+    update_weights: RemoteMethod  # (state dict or its ObjectRef, version)
+
+
+class RewardScorer(Protocol):  # actors.reward_actor.RewardActor
+    score: RemoteMethod  # (prompts, responses, labels) -> RewardBatch
+
+
+class LogProbModel(Protocol):  # actors.reference_actor.ReferenceActor
+    logprobs: RemoteMethod  # (RolloutBatch) -> [B, T] log-probs
+
+
+class Policy(Protocol):  # actors.policy_actor.PolicyGroup: a driver-side object over its rank actors
+    def logprobs(self, batch: RolloutBatch) -> torch.Tensor: ...
+    def train_step(self, batch: RolloutBatch) -> dict[str, float]: ...
+    def state_dict_ref(self) -> Any: ...
+    def save_checkpoint(self, directory: str, tag: str) -> None: ...
+    def load_checkpoint(self, directory: str, tag: str | None = None) -> None: ...
+
+
+@dataclass
+class GRPOActors:
+    rollout: RolloutEngine
+    reward: RewardScorer
+    policy: Policy
+    reference: LogProbModel | None  # None: train.kl_coef = 0, no KL term
+
+
+@dataclass
+class ScoredRollouts:
+    groups: list[list[Rollout]]  # G rollouts per problem, in problem order
+    rewards: list[float]  # one per rollout, flat: group after group
+    details: list[dict]  # per rollout, as the reward source reported it
+    rollout_s: float  # time spent generating
+    reward_wait_s: float  # time spent waiting for rewards after the last chunk generated
+
+
+# --- one step --------------------------------------------------------------------------------------
+
+def problems_for_step(problems: Sequence[Problem], seed: int, step: int, n: int) -> list[Problem]:
+    """The ``n`` training problems of ``step``: a function of (seed, step) only, so a resumed run sees
+    the batches it would have seen."""
+    return random.Random(seed * 100_003 + step).sample(list(problems), n)
+
+
+def rollout_and_score(rollout: RolloutEngine, reward: RewardScorer, problems: Sequence[Problem],
+                      cfg: RolloutConfig, seed: int) -> ScoredRollouts:
+    """``cfg.group_size`` responses per problem, in ``cfg.chunks`` chunks; each chunk's scoring runs
+    while the next chunk generates."""
+    import ray
+
+    size = len(problems) // cfg.chunks
+    chunks = [list(problems[i:i + size]) for i in range(0, len(problems), size)]
+    groups: list[list[Rollout]] = []
+    items: list[tuple[str, Problem, Rollout]] = []  # (prompt text, problem, rollout), flat
+    pending, t_gen = [], 0.0
+    for c, chunk in enumerate(chunks):
+        texts = [prompts.solve_prompt(p.task, p.question) for p in chunk]
+        t = time.perf_counter()
+        out = ray.get(rollout.generate.remote(texts, n=cfg.group_size, temperature=cfg.temperature,
+                                              max_tokens=cfg.max_tokens, seed=seed + c, stop=prompts.SOLVE_STOPS))
+        t_gen += time.perf_counter() - t
+        groups += out
+        start = len(items)
+        items += [(text, p, x) for text, p, group in zip(texts, chunk, out) for x in group]
+        # Blank responses cannot be verified (the endpoint rejects them): reward 0 and a blank detail,
+        # as the framework adapters do (integrations.common.ascore_nonblank), counted in the metrics.
+        keep = [i for i in range(start, len(items)) if items[i][2].text.strip()]
+        if keep:
+            ref = reward.score.remote([items[i][0] for i in keep], [items[i][2].text for i in keep],
+                                      [items[i][1].answer for i in keep])
+            pending.append((keep, ref))
+    t = time.perf_counter()
+    rewards, details = [0.0] * len(items), [blank_detail() for _ in items]
+    for keep, ref in pending:
+        batch = ray.get(ref)
+        for i, rw, d in zip(keep, batch.rewards, batch.details):
+            rewards[i], details[i] = rw, d
+    return ScoredRollouts(groups, rewards, details, t_gen, time.perf_counter() - t)
+
+
+def grpo_step(actors: GRPOActors, cfg: GRPOConfig, task: Task, problems: Sequence[Problem], step: int,
+              pad_id: int) -> dict[str, float]:
+    """One GRPO update on ``problems``, the engine synced to the new weights (version ``step``); the
+    step's metrics (``step_metrics``)."""
+    import ray
+
+    scored = rollout_and_score(actors.rollout, actors.reward, problems, cfg.rollout, seed=cfg.train.seed + step)
+    t0 = time.perf_counter()
+    flat = [x for group in scored.groups for x in group]
+    batch = make_rollout_batch([x.prompt_token_ids for x in flat], [x.token_ids for x in flat], pad_id)
+    batch.advantages = group_advantages(torch.tensor(scored.rewards, dtype=torch.float32), cfg.rollout.group_size)
+    batch.old_logprobs = actors.policy.logprobs(batch)
+    if actors.reference is not None:
+        batch.ref_logprobs = ray.get(actors.reference.logprobs.remote(batch))
+    stats = actors.policy.train_step(batch)
+    ray.get(actors.rollout.update_weights.remote(actors.policy.state_dict_ref(), step))
+    update_s = time.perf_counter() - t0
+    graded = [task.is_correct(x.text, p) for p, group in zip(problems, scored.groups) for x in group]
+    return step_metrics(step, scored, graded, stats, update_s)
+
+
+def step_metrics(step: int, scored: ScoredRollouts, graded: Sequence[bool], stats: dict[str, float],
+                 update_s: float) -> dict[str, float]:
+    """What a step logs: reward and ground-truth accuracy of its rollouts, the update's stats, timings."""
+    flat = [x for group in scored.groups for x in group]
+    rewards, details = scored.rewards, scored.details
+    return {
+        "step": step, "reward_mean": mean_or(rewards), "train_accuracy": mean_or([float(ok) for ok in graded]),
+        "kl": stats.get("kl", 0.0), "loss": stats["loss"], "clip_frac": stats.get("clip_frac", 0.0),
+        "grad_norm": stats.get("grad_norm", 0.0), "response_tokens": mean_or([len(x.token_ids) for x in flat]),
+        "unfinished": mean_or([float(not x.finished) for x in flat]),
+        "empty_responses": sum(1 for d in details if d.get("blank")),
+        "k_used": mean_or([d.get("k_used", 0) for d in details]),
+        # How well the reward tracks the ground truth on this step's rollouts (-1: no such rollout).
+        "reward_on_correct": mean_or([rw for rw, ok in zip(rewards, graded) if ok]),
+        "reward_on_wrong": mean_or([rw for rw, ok in zip(rewards, graded) if not ok]),
+        "rollout_s": scored.rollout_s, "reward_wait_s": scored.reward_wait_s, "update_s": update_s,
+    }
+
+
+def mean_or(values: Sequence[float], default: float = -1.0) -> float:
+    """The mean, or ``default`` for no values (a metric with nothing to average)."""
+    return sum(values) / len(values) if values else default
+
+
+def pass_at_1(rollout: RolloutEngine, task: Task, problems: Sequence[Problem], cfg: GRPOConfig) -> float:
+    """Held-out pass@1: mean correctness of ``cfg.eval.samples`` responses per problem at
+    ``cfg.eval.temperature`` (0: greedy), with the rollouts' token limit."""
+    import ray
+
+    e = cfg.eval
+    texts = [prompts.solve_prompt(p.task, p.question) for p in problems]
+    out = ray.get(rollout.generate.remote(texts, n=e.samples, temperature=e.temperature,
+                                          max_tokens=cfg.rollout.max_tokens, seed=cfg.train.seed, stop=prompts.SOLVE_STOPS))
+    return mean_or([float(task.is_correct(x.text, p)) for p, group in zip(problems, out) for x in group])
+
+
+# --- checkpoints and resume ------------------------------------------------------------------------
+# <run_dir>/checkpoints/step_<n>/: the policy's DeepSpeed checkpoint (tag step_<n>) and state.json,
+# written last, which marks the checkpoint complete.
+
+def latest_checkpoint(run_dir: Path) -> tuple[int, Path | None]:
+    """(step, folder) of the last complete checkpoint in ``run_dir``; (0, None) if there is none."""
+    done = sorted((int(p.parent.name.split("_")[1]), p.parent) for p in Path(run_dir).glob("checkpoints/step_*/state.json"))
+    return done[-1] if done else (0, None)
+
+
+def save_checkpoint(policy: Policy, run_dir: Path, step: int, elapsed_s: float) -> Path:
+    """The policy's optimizer and weights after ``step``, and the run's elapsed time (the time budget
+    carries over a resume)."""
+    folder = Path(run_dir) / "checkpoints" / f"step_{step}"
+    policy.save_checkpoint(str(folder), tag=f"step_{step}")
+    (folder / "state.json").write_text(json.dumps({"step": step, "elapsed_s": elapsed_s}) + "\n")
+    return folder
+
+
+def restore_checkpoint(actors: GRPOActors, folder: Path, step: int) -> float:
+    """Load ``folder`` into the policy, sync the engine to it (version ``step``); the elapsed seconds
+    the run had when it saved."""
+    import ray
+
+    actors.policy.load_checkpoint(str(folder))
+    ray.get(actors.rollout.update_weights.remote(actors.policy.state_dict_ref(), step))
+    return json.loads((Path(folder) / "state.json").read_text())["elapsed_s"]
+
+
+# --- summary ---------------------------------------------------------------------------------------
+
+def run_summary(rows: Sequence[dict[str, Any]], reward_source: str, hf_model: Path) -> dict[str, Any]:
+    """summary.json of a run from its metrics rows (genrm_ray.rl.plots.read_metrics): held-out pass@1
+    at the first and last evaluation, steps, wall time, the exported policy."""
+    evals = [(x["step"], x["pass_at_1"]) for x in rows if "pass_at_1" in x]
+    if not evals:
+        raise ValueError("no held-out pass@1 in the metrics: the run logged no evaluation")
+    return {"reward_source": reward_source, "pass_at_1_start": evals[0][1], "pass_at_1_end": evals[-1][1],
+            "gain": evals[-1][1] - evals[0][1], "steps": rows[-1]["step"], "elapsed_s": rows[-1].get("elapsed_s"),
+            "hf_model": str(hf_model)}
+
+
+__all__ = ["GRPOActors", "LogProbModel", "Policy", "RemoteMethod", "RewardScorer", "RolloutEngine", "ScoredRollouts",
+           "grpo_step", "latest_checkpoint", "mean_or", "pass_at_1", "problems_for_step", "restore_checkpoint",
+           "rollout_and_score", "run_summary", "save_checkpoint", "step_metrics"]

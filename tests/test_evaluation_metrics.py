@@ -1,0 +1,289 @@
+"""genrm_ray.evaluation.metrics: Best-of-N against brute-force enumeration, ties, bounds,
+self-consistency, CIs, AUROC, and every metric of hand-built pools."""
+
+import itertools
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from genrm_ray.evaluation.config import EvalConfig
+from genrm_ray.evaluation.metrics import (
+    auroc,
+    best_of_n_accuracy,
+    majority_vote_accuracy,
+    mean_ci95,
+    paired_bootstrap,
+    pass_at_n,
+    per_solution_auroc,
+    pool_metrics,
+    within_problem_auroc,
+)
+from genrm_ray.evaluation.pools import PoolProblem, VerifierSpec
+from genrm_ray.evaluation.report import markdown_report
+from genrm_ray.tasks import get_task
+
+
+def brute_force(scores, correct, n):
+    """Enumerate every subset; within a subset, average over the tied top solutions."""
+    total = 0.0
+    subsets = list(itertools.combinations(range(len(scores)), n))
+    for idx in subsets:
+        top = max(scores[i] for i in idx)
+        tied = [i for i in idx if scores[i] == top]
+        total += sum(correct[i] for i in tied) / len(tied)
+    return total / len(subsets)
+
+
+pools = st.integers(1, 8).flatmap(
+    lambda m: st.tuples(
+        st.lists(st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0]), min_size=m, max_size=m),  # many ties
+        st.lists(st.booleans(), min_size=m, max_size=m),
+        st.integers(1, m),
+    )
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pools)
+def test_exact_formula_matches_brute_force(pool):
+    scores, correct, n = pool
+    assert best_of_n_accuracy(scores, correct, n) == pytest.approx(brute_force(scores, correct, n), abs=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pools)
+def test_never_above_the_oracle(pool):
+    # Only the upper bound is a theorem: a bad verifier may fall below pass@1.
+    scores, correct, n = pool
+    assert best_of_n_accuracy(scores, correct, n) <= pass_at_n(correct, n) + 1e-12
+
+
+def test_random_tie_breaking_and_oracle():
+    correct = [True, False, False, False]
+    # All tied: the pick is random, so Best-of-N equals pass@1 for every N.
+    for n in range(1, 5):
+        assert best_of_n_accuracy([0.5] * 4, correct, n) == pytest.approx(0.25)
+    # A perfect verifier reaches pass@N.
+    for n in range(1, 5):
+        assert best_of_n_accuracy([0.9, 0.1, 0.2, 0.3], correct, n) == pytest.approx(pass_at_n(correct, n))
+    # An adversarial one picks the correct solution only when it is alone in the subset.
+    assert best_of_n_accuracy([0.0, 1.0, 1.0, 1.0], correct, 2) == 0.0
+    assert best_of_n_accuracy([0.0, 1.0, 1.0, 1.0], correct, 1) == pytest.approx(0.25)
+
+
+def test_pass_at_n_closed_form():
+    correct = [True] * 3 + [False] * 29
+    assert pass_at_n(correct, 1) == pytest.approx(3 / 32)
+    assert pass_at_n(correct, 32) == 1.0
+    assert pass_at_n(correct, 16) == pytest.approx(1 - math.comb(29, 16) / math.comb(32, 16))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="between 1 and the pool size 2"):
+        best_of_n_accuracy([0.1, 0.2], [True, False], 3)
+    with pytest.raises(ValueError, match="2 scores but 1"):
+        best_of_n_accuracy([0.1, 0.2], [True], 1)
+    with pytest.raises(ValueError, match="NaN"):
+        best_of_n_accuracy([float("nan")], [True], 1)
+
+
+def test_majority_vote_matches_enumeration_on_a_small_pool():
+    answers = ["a", "a", "b", "b", "b", None]
+    correct = [True, True, False, False, False, False]
+    exact = 0.0
+    subsets = list(itertools.combinations(range(6), 3))
+    for idx in subsets:
+        votes = {}
+        for i in idx:
+            if answers[i] is not None:
+                votes[answers[i]] = votes.get(answers[i], 0) + 1
+        top = max(votes.values())
+        winners = [a for a, c in votes.items() if c == top]
+        exact += sum(1.0 for w in winners if w == "a") / len(winners)
+    exact /= len(subsets)
+    est = majority_vote_accuracy(answers, correct, 3, subsets=20000, seed=1)
+    assert est == pytest.approx(exact, abs=0.01)
+
+
+def test_mean_ci95():
+    ci = mean_ci95([0.0, 1.0] * 50)
+    assert ci.mean == 0.5 and ci.low < 0.5 < ci.high and ci.n == 100
+    assert ci.high - ci.low == pytest.approx(2 * 1.96 * math.sqrt(0.25 * 100 / 99 / 100))
+    with pytest.raises(ValueError):
+        mean_ci95([])
+
+
+def test_auroc_matches_pairwise_definition():
+    scores = [0.9, 0.2, 0.7, 0.7, 0.1, 0.4]
+    labels = [True, False, True, False, False, True]
+    pairs = [(p, n) for p, yp in zip(scores, labels) if yp for n, yn in zip(scores, labels) if not yn]
+    expected = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs) / len(pairs)
+    assert auroc(scores, labels) == pytest.approx(expected)
+    assert auroc([0.1, 0.9], [False, True]) == 1.0
+    with pytest.raises(ValueError, match="both classes"):
+        auroc([0.5, 0.6], [True, True])
+
+
+# -- metrics of hand-built pools ------------------------------------------------------------------------
+
+
+def _pool(correct_lists, seed=0):
+    import random
+
+    rng = random.Random(seed)
+    task = get_task("last_letter")
+    problems = task.generate("test", len(correct_lists), seed=3)
+    pool = []
+    for prob, correct in zip(problems, correct_lists):
+        answers = [prob.answer if c else rng.choice(["x", "y", None]) for c in correct]
+        pool.append(PoolProblem(prob, [f"s{i}" for i in range(len(correct))], list(correct), answers))
+    return pool
+
+
+def _cfg(**kw) -> EvalConfig:
+    cfg = EvalConfig()
+    cfg.pool.n = 8
+    cfg.ns = [1, 2, 4, 8]
+    cfg.report_n = 4
+    cfg.cot.k = 4
+    cfg.k_curve = [1, 2, 4]
+    cfg.majority_subsets = 400
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def test_metrics_bounds_oracle_and_random_verifiers():
+    pool = _pool([[1, 0, 0, 0, 0, 0, 0, 0], [1, 1, 0, 1, 0, 0, 0, 0], [0] * 8, [1] * 8])
+    specs = [VerifierSpec("perfect", "genrm", "direct", "-"), VerifierSpec("constant", "genrm", "direct", "-"),
+             VerifierSpec("inverted", "genrm", "direct", "-")]
+    for pp in pool:
+        pp.scores["perfect"] = [float(c) for c in pp.correct]
+        pp.scores["constant"] = [0.5] * 8
+        pp.scores["inverted"] = [1.0 - c for c in pp.correct]
+    m = pool_metrics(_cfg(), pool, specs)
+    pass1 = (1 / 8 + 3 / 8 + 0 + 1) / 4
+    assert m["pass@1"]["mean"] == pytest.approx(pass1)
+    assert m["policy_accuracy"] == pytest.approx(pass1)
+    oracle = [m["pass@n"][str(n)]["mean"] for n in (1, 2, 4, 8)]
+    assert oracle == sorted(oracle) and oracle[-1] == pytest.approx(0.75)
+    for n in ("1", "2", "4", "8"):
+        assert m["best_of_n"]["perfect"][n]["mean"] == pytest.approx(m["pass@n"][n]["mean"])
+        assert m["best_of_n"]["constant"][n]["mean"] == pytest.approx(pass1)  # ties broken at random
+        assert m["best_of_n"]["inverted"][n]["mean"] <= pass1 + 1e-12
+        c = m["best_of_n"]["perfect"][n]
+        assert c["low"] <= c["mean"] <= c["high"]
+    for name, curve in m["best_of_n"].items():  # Best-of-1 is a random pick whatever the verifier
+        # (self-consistency is estimated from random subsets, so only approximately)
+        assert curve["1"]["mean"] == pytest.approx(pass1, abs=0.05 if name == "Self-consistency" else 1e-12)
+    # Self-consistency: the last problem is always right, the third never.
+    assert 0.25 <= m["best_of_n"]["Self-consistency"]["8"]["mean"] <= 0.75
+    text = markdown_report({"report_n": 4, "sets": {"test": m}})
+    assert "| perfect |" in text and "| Self-consistency |" in text and "N=8" in text
+
+
+def test_cot_k_curve_uses_the_first_k_rationales_and_adaptive_compute_is_counted():
+    pool = _pool([[1, 0, 0, 0, 1, 0, 0, 0], [0, 1, 0, 0, 0, 0, 0, 1]])
+    fixed = VerifierSpec("GenRM-CoT", "genrm", "cot", "-")
+    adaptive = VerifierSpec("GenRM-CoT (adaptive K)", "genrm", "cot", "-", adaptive=True)
+    for pp in pool:
+        # First rationale misleading (wrong ones look best), the next three right: K=1 is worse than K=4.
+        pp.p_yes["GenRM-CoT"] = [[0.2 if c else 0.9] + [0.95 if c else 0.05] * 3 for c in pp.correct]
+        pp.scores["GenRM-CoT"] = [sum(p) / 4 for p in pp.p_yes["GenRM-CoT"]]
+        pp.tokens["GenRM-CoT"] = [40] * 8
+        pp.k_used["GenRM-CoT"] = [4] * 8
+        pp.unfinished["GenRM-CoT"] = [1] * 8  # one of the four rationales cut at the budget
+        pp.p_yes[adaptive.name] = [[0.95 if c else 0.05] * 2 for c in pp.correct]
+        pp.scores[adaptive.name] = [p[0] for p in pp.p_yes[adaptive.name]]
+        pp.tokens[adaptive.name] = [20] * 8
+        pp.k_used[adaptive.name] = [2] * 8
+        pp.unfinished[adaptive.name] = [0] * 8
+    m = pool_metrics(_cfg(), pool, [fixed, adaptive])
+    assert m["cot_unfinished_share"] == {"GenRM-CoT": 0.25, adaptive.name: 0.0}
+    k1 = [best_of_n_accuracy([p[0] for p in pp.p_yes["GenRM-CoT"]], pp.correct, 4) for pp in pool]
+    assert m["cot_k_curve"]["1"]["mean"] == pytest.approx(sum(k1) / 2)
+    assert m["cot_k_curve"]["4"]["mean"] == pytest.approx(m["best_of_n"]["GenRM-CoT"]["4"]["mean"])
+    assert m["cot_k_curve"]["1"]["mean"] < m["cot_k_curve"]["4"]["mean"]
+    a = m["adaptive_k"]
+    assert a["adaptive"] == {"accuracy": pytest.approx(m["pass@n"]["4"]["mean"]), "rationales": 32, "tokens": 320,
+                             "mean_k": 2.0}
+    assert a["fixed_k"]["rationales"] == 64 and a["fixed_k"]["tokens"] == 640
+    assert a["fixed_k"]["rationales_saved"] == pytest.approx(0.5)
+    match = a["fixed_k_matching_accuracy"]
+    # K=2: mean(0.2, 0.95) = 0.575 on correct vs mean(0.9, 0.05) = 0.475 on wrong: already perfect.
+    assert match["k"] == 2 and match["rationales"] == 32 and match["tokens"] == 320
+
+
+def test_best_of_n_exact_against_enumeration_on_a_pool():
+    scores = [0.3, 0.9, 0.9, 0.1, 0.5, 0.9]
+    correct = [True, False, True, False, True, False]
+    for n in range(1, 7):
+        subsets = list(itertools.combinations(range(6), n))
+        brute = 0.0
+        for sub in subsets:
+            top = max(scores[i] for i in sub)
+            winners = [i for i in sub if scores[i] == top]
+            brute += sum(correct[i] for i in winners) / len(winners)
+        assert best_of_n_accuracy(scores, correct, n) == pytest.approx(brute / len(subsets))
+
+
+# -- paired comparisons and AUROCs ---------------------------------------------------------------------
+
+
+def _pairwise_auroc(scores, labels) -> float:
+    pairs = [(p, n) for p, yp in zip(scores, labels) if yp for n, yn in zip(scores, labels) if not yn]
+    return sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs) / len(pairs)
+
+
+def test_paired_bootstrap_matches_the_enumerated_bootstrap_distribution():
+    import numpy as np
+
+    a = [0.9, 0.4, 0.75, 0.5, 0.3]
+    b = [0.6, 0.5, 0.25, 0.3, 0.3]
+    d = np.subtract(a, b)
+    # Every one of the 5^5 resamples of the problems is equally likely: the exact bootstrap distribution.
+    exact = [d[list(idx)].mean() for idx in itertools.product(range(5), repeat=5)]
+    low, high = np.percentile(exact, [2.5, 97.5])
+    got = paired_bootstrap(a, b, resamples=60_000, seed=1)
+    assert got.diff == pytest.approx(d.mean()) and got.n == 5
+    assert got.low == pytest.approx(low, abs=0.01) and got.high == pytest.approx(high, abs=0.01)
+    assert got.excludes_zero == (low > 0 or high < 0)
+    same = paired_bootstrap(a, a)
+    assert same.diff == same.low == same.high == 0.0 and not same.excludes_zero
+    with pytest.raises(ValueError, match="equally long"):
+        paired_bootstrap([1.0], [1.0, 0.0])
+
+
+def test_auroc_per_solution_and_within_problem_against_brute_force():
+    scores = [[0.9, 0.2, 0.4], [0.1, 0.8, 0.8, 0.3], [0.5, 0.5], [0.7, 0.6]]
+    correct = [[True, False, True], [False, True, False, False], [True, True], [False, True]]
+    flat_s = [x for s in scores for x in s]
+    flat_c = [x for c in correct for x in c]
+    assert per_solution_auroc(scores, correct) == pytest.approx(_pairwise_auroc(flat_s, flat_c))
+    within, counted = within_problem_auroc(scores, correct)
+    per = [_pairwise_auroc(s, c) for s, c in zip(scores, correct) if any(c) and not all(c)]
+    assert counted == 3 and within == pytest.approx(sum(per) / 3)  # the all-correct problem has no AUROC
+    assert per_solution_auroc([[0.1, 0.2]], [[True, True]]) is None
+    assert within_problem_auroc([[0.1, 0.2]], [[True, True]]) == (None, 0)
+
+
+def test_pool_metrics_carry_aurocs_and_paired_comparisons():
+    pool = _pool([[1, 0, 0, 0, 0, 0, 0, 0], [1, 1, 0, 1, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 1, 0, 0, 0]])
+    specs = [VerifierSpec("perfect", "genrm", "direct", "-"), VerifierSpec("constant", "genrm", "direct", "-")]
+    for pp in pool:
+        pp.scores["perfect"] = [float(c) for c in pp.correct]
+        pp.scores["constant"] = [0.5] * 8
+    m = pool_metrics(_cfg(), pool, specs)
+    assert m["auroc"]["perfect"] == {"per_solution": 1.0, "within_problem": 1.0, "problems_with_both": 4}
+    assert m["auroc"]["constant"]["per_solution"] == 0.5
+    p = m["paired"]
+    assert p["n"] == 4
+    assert set(p) == {"n", "perfect vs constant", "perfect vs Self-consistency", "perfect vs pass@1",
+                      "constant vs Self-consistency", "constant vs pass@1", "Self-consistency vs pass@1"}
+    gap = m["best_of_n"]["perfect"]["4"]["mean"] - m["best_of_n"]["constant"]["4"]["mean"]
+    assert p["perfect vs constant"]["diff"] == pytest.approx(gap) and p["perfect vs constant"]["excludes_zero"]
+    assert p["constant vs pass@1"]["diff"] == pytest.approx(0.0, abs=1e-12)  # ties: a random pick
+    text = markdown_report({"report_n": 4, "sets": {"test": m}})
+    assert "| perfect vs constant | +" in text and "within-problem AUROC" in text

@@ -1,0 +1,89 @@
+"""genrm_ray.train.step's losses on a plain module (fast tier: no Ray, no DeepSpeed engine).
+
+GenRM's step runs D_verify and D_correct as ONE forward/backward over both batches stacked; the
+loss and the gradients must be those of the two separate passes it replaced.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from genrm_ray.models import create_tiny_model
+from genrm_ray.train.data import Example, collate
+from genrm_ray.train.step import concat_batches, genrm_loss, lm_loss, objective_loss
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = create_tiny_model(tmp_path_factory.mktemp("train_step") / "model", size="tiny", seed=0)
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).train()
+
+
+def _batch(rng: random.Random, rows: int, lengths: tuple[int, int], vocab: int) -> dict[str, torch.Tensor]:
+    """Right-padded rows of random tokens; the targets are a random-length tail of each row."""
+    examples = []
+    for _ in range(rows):
+        n = rng.randint(*lengths)
+        start = rng.randint(1, n - 1)
+        examples.append(Example([rng.randrange(3, vocab) for _ in range(n)], [0] * start + [1] * (n - start), 0.0))
+    return collate(examples, pad_id=2)[0]
+
+
+def _grads(model: torch.nn.Module, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("lam", [1.0, 0.3])
+def test_genrm_single_pass_equals_two_passes(model, lam):
+    rng = random.Random(0)
+    vocab = model.config.vocab_size
+    # Different row counts and widths: stacking must pad the narrower batch and keep each mean its own.
+    verify, correct = _batch(rng, 4, (20, 60), vocab), _batch(rng, 3, (5, 25), vocab)
+    assert verify["input_ids"].shape[1] != correct["input_ids"].shape[1]
+
+    l_verify, l_correct = lm_loss(model, verify), lm_loss(model, correct)  # the two-pass reference
+    two_pass = l_verify + lam * l_correct
+    expected = _grads(model, two_pass)
+
+    loss, terms = genrm_loss(model, verify, correct, lam)
+    got = _grads(model, loss)
+
+    torch.testing.assert_close(terms["loss_verify"], l_verify, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(terms["loss_correct"], l_correct, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(loss, two_pass, rtol=1e-5, atol=1e-6)
+    assert got.keys() == expected.keys() and len(got) > 0
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_genrm_without_correct_set_is_verify_alone(model):
+    verify = _batch(random.Random(1), 3, (10, 30), model.config.vocab_size)
+    for correct, lam in [(None, 1.0), (verify, 0.0)]:
+        loss, terms = genrm_loss(model, verify, correct, lam)
+        assert set(terms) == {"loss_verify"}
+        torch.testing.assert_close(loss, lm_loss(model, verify))
+
+
+def test_objective_loss_names_its_terms(model):
+    batch = _batch(random.Random(2), 2, (10, 20), model.config.vocab_size)
+    _, terms = objective_loss(model, {"correct": batch}, "policy", 1.0)
+    assert set(terms) == {"loss_correct"}
+    _, terms = objective_loss(model, {"verify": batch, "correct": batch}, "genrm", 0.5)
+    assert set(terms) == {"loss_verify", "loss_correct"}
+
+
+def test_concat_batches_pads_the_narrower_with_masked_positions():
+    a = {"input_ids": torch.ones(2, 5, dtype=torch.long), "attention_mask": torch.ones(2, 5, dtype=torch.long),
+         "loss_mask": torch.ones(2, 5, dtype=torch.long), "labels": torch.zeros(2)}
+    b = {k: v[:1, :3] if v.ndim == 2 else v[:1] for k, v in a.items()}
+    out = concat_batches(a, b)
+    assert out["input_ids"].shape == (3, 5) and out["labels"].shape == (3,)
+    assert out["attention_mask"][2].tolist() == [1, 1, 1, 0, 0] and out["loss_mask"][2].tolist() == [1, 1, 1, 0, 0]
+    assert torch.equal(out["input_ids"][:2], a["input_ids"])
