@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train a Generative Verifier (GenRM) with Ray Train + DeepSpeed ZeRO, then score it on held-out pairs.
 
-    python jobs/train_genrm.py                                   # the embedded default (CPU, ~15 min)
+    python jobs/train_genrm.py                                   # the embedded default (make demo; README: its time)
     python jobs/train_genrm.py --config configs/test_tiny.yaml genrm.train.max_steps=5
     ray job submit --working-dir . -- python jobs/train_genrm.py --config configs/<gpu config>.yaml
 
@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 from genrm_ray import launch  # noqa: E402  (first: project caches + offline settings)
 from genrm_ray.genrm_job import GenRMJobConfig, best_of_n_config, check_inputs  # noqa: E402
 
-DEFAULT_CONFIG = REPO / "configs" / "genrm_last_letter_cpu.yaml"
+DEFAULT_CONFIG = REPO / "configs" / "genrm_arithmetic_cpu.yaml"
 
 
 def plot_losses(curves: dict[str, list[float]], path: Path, title: str) -> None:

@@ -287,3 +287,29 @@ def test_pool_metrics_carry_aurocs_and_paired_comparisons():
     assert p["constant vs pass@1"]["diff"] == pytest.approx(0.0, abs=1e-12)  # ties: a random pick
     text = markdown_report({"report_n": 4, "sets": {"test": m}})
     assert "| perfect vs constant | +" in text and "within-problem AUROC" in text
+
+
+def test_compute_matched_counts_solution_and_rationale_tokens():
+    pool = _pool([[1, 0, 0, 0, 0, 0, 0, 0], [0, 1, 0, 0, 1, 0, 0, 0]])
+    cot = VerifierSpec("GenRM-CoT", "genrm", "cot", "-")
+    for pp in pool:
+        pp.solution_tokens = [50] * 8
+        pp.p_yes["GenRM-CoT"] = [[0.9 if c else 0.1] * 4 for c in pp.correct]  # a perfect verifier
+        pp.scores["GenRM-CoT"] = [p[0] for p in pp.p_yes["GenRM-CoT"]]
+        pp.tokens["GenRM-CoT"] = [4 * 25] * 8  # 4 rationales of 25 tokens
+        pp.k_used["GenRM-CoT"] = [4] * 8
+        pp.unfinished["GenRM-CoT"] = [0] * 8
+    m = pool_metrics(_cfg(adaptive_k=False), pool, [cot])
+    c = m["compute_matched"]
+    assert c["solution_tokens"] == 50
+    assert [p["tokens"] for p in c["curves"]["Self-consistency"]] == [50, 100, 200, 400]
+    assert [p["tokens"] for p in c["curves"]["GenRM-CoT K=2"]] == [100, 200, 400, 800]  # N * (50 + 2 * 25)
+    k4 = c["curves"]["GenRM-CoT K=4"]
+    assert [p["accuracy"] for p in k4] == pytest.approx([m["best_of_n"]["GenRM-CoT"][n]["mean"] for n in ("1", "2", "4", "8")])
+    # Self-consistency is poor here (wrong answers spread, the right ones are rare), the verifier perfect:
+    # the first CoT point above every SC point of equal or lower cost.
+    p = c["pays_from"]
+    sc = c["curves"]["Self-consistency"]
+    assert p is not None and p["accuracy"] > max(q["accuracy"] for q in sc if q["tokens"] <= p["tokens"])
+    text = markdown_report({"report_n": 4, "sets": {"test": m}})
+    assert "verification pays from" in text

@@ -87,3 +87,33 @@ def test_concat_batches_pads_the_narrower_with_masked_positions():
     assert out["input_ids"].shape == (3, 5) and out["labels"].shape == (3,)
     assert out["attention_mask"][2].tolist() == [1, 1, 1, 0, 0] and out["loss_mask"][2].tolist() == [1, 1, 1, 0, 0]
     assert torch.equal(out["input_ids"][:2], a["input_ids"])
+
+
+def test_bf16_is_resolved_for_the_hardware(monkeypatch):
+    import genrm_ray.env
+    from genrm_ray.config import ConfigError
+    from genrm_ray.train.config import DeepSpeedConfig, resolve_bf16
+
+    for fast in (False, True):
+        monkeypatch.setattr(genrm_ray.env, "cpu_has_fast_bf16", lambda fast=fast: fast)
+        assert resolve_bf16(DeepSpeedConfig(), on_gpu=False) is fast  # auto: bf16 only where it is fast
+        assert resolve_bf16(DeepSpeedConfig(), on_gpu=True) is True
+        assert resolve_bf16(DeepSpeedConfig(bf16=False), on_gpu=True) is False
+    monkeypatch.setattr(genrm_ray.env, "cpu_has_fast_bf16", lambda: False)
+    with pytest.raises(ConfigError, match=r"genrm.deepspeed.bf16=true on a CPU without bf16 instructions"):
+        resolve_bf16(DeepSpeedConfig(bf16=True), on_gpu=False, key="genrm.deepspeed")
+
+
+def test_freeze_bottom_leaves_only_the_top_layers_trainable(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from genrm_ray.models import create_tiny_model
+    from genrm_ray.train.step import freeze_bottom
+
+    model = AutoModelForCausalLM.from_pretrained(create_tiny_model(tmp_path / "m", size="tiny"))  # 2 layers, tied head
+    freeze_bottom(model, 1)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(name.startswith(("model.layers.1.", "model.norm")) for name in trainable)
+    assert not model.model.embed_tokens.weight.requires_grad and not model.lm_head.weight.requires_grad  # tied
+    with pytest.raises(ValueError, match="freeze_bottom_layers=3, but the model has 2 layers"):
+        freeze_bottom(model, 3)

@@ -35,6 +35,7 @@ class Sample:
     sample_index: int
     solution: str
     finish_reason: str  # "stop" | "length"
+    tokens: int = 0  # generated tokens (the cost of the sample)
 
 
 class PolicySampler:
@@ -64,13 +65,14 @@ class PolicySampler:
             texts, n=self.n, temperature=self.temperature, top_p=self.top_p,
             max_tokens=self.max_tokens, stop=STOP,
         )
-        out: dict[str, list] = {"problem_id": [], "sample_index": [], "solution": [], "finish_reason": []}
+        out: dict[str, list] = {"problem_id": [], "sample_index": [], "solution": [], "finish_reason": [], "tokens": []}
         for problem_id, completions in zip(batch["problem_id"], results):
             for i, c in enumerate(completions):
                 out["problem_id"].append(str(problem_id))
                 out["sample_index"].append(i)
                 out["solution"].append(c.text)
                 out["finish_reason"].append(c.finish_reason)
+                out["tokens"].append(len(c.token_ids))
         return out
 
 
@@ -125,7 +127,7 @@ def sample_solutions(problems: Sequence[Problem], model_dir: str | Path, cfg: Sa
         num_gpus=cfg.num_gpus,
     )
     samples = [
-        Sample(str(r["problem_id"]), int(r["sample_index"]), str(r["solution"]), str(r["finish_reason"]))
+        Sample(str(r["problem_id"]), int(r["sample_index"]), str(r["solution"]), str(r["finish_reason"]), int(r["tokens"]))
         for r in ds.take_all()
     ]
     samples.sort(key=lambda s: (s.problem_id, s.sample_index))  # output order is not guaranteed

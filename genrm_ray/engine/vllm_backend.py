@@ -26,7 +26,7 @@ from genrm_ray.runs import is_hf_model_dir
 def engine_kwargs(
     model_dir: str | Path,
     *,
-    dtype: str = "bfloat16",
+    dtype: str | None = None,
     max_model_len: int = 2048,
     seed: int = 0,
     enforce_eager: bool | None = None,
@@ -35,6 +35,8 @@ def engine_kwargs(
 ) -> dict[str, Any]:
     """Engine arguments shared by `LLM(...)` and `AsyncEngineArgs(...)`.
 
+    dtype None: bfloat16, except on a CPU without bf16 instructions, where float32 (there vLLM's bf16
+    engine generated 22 tokens/s against 100 in fp32 for SmolLM2-135M, measured).
     enforce_eager (None: True on CPU, False elsewhere) skips torch.compile and graph capture. On
     the 2-core CPU box a tiny model then loads in 17 s instead of 32 s (warm compile cache) and
     decodes no slower; on a GPU, CUDA graphs are worth the compile time.
@@ -46,6 +48,10 @@ def engine_kwargs(
     from vllm.platforms import current_platform
 
     on_cpu = current_platform.is_cpu()
+    if dtype is None:
+        from genrm_ray.env import cpu_has_fast_bf16
+
+        dtype = "float32" if on_cpu and not cpu_has_fast_bf16() else "bfloat16"
     if enforce_eager is None:
         enforce_eager = on_cpu
     if on_cpu:

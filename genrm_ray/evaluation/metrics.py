@@ -241,7 +241,50 @@ def pool_metrics(cfg: EvalConfig, pool: Sequence[PoolProblem], verifiers: Sequen
         if adaptive is not None:
             out["adaptive_k"] = adaptive_compute(cfg, pool, fixed.name, adaptive.name)
     out["paired"] = paired_comparisons(cfg, pool, verifiers)
+    if any(pp.solution_tokens for pp in pool):
+        out["compute_matched"] = compute_matched(cfg, pool, verifiers, out["best_of_n"])
     return out
+
+
+def compute_matched(cfg: EvalConfig, pool: Sequence[PoolProblem], verifiers: Sequence[VerifierSpec],
+                    best_of_n: dict[str, Any]) -> dict[str, Any]:
+    """Best-of-N accuracy against the tokens generated per problem (the policy's solutions plus the
+    verifier's rationales): self-consistency over N solutions costs N solutions; GenRM-CoT with K
+    rationales costs N * (solution + K rationales); a direct verifier generates nothing beyond the
+    solutions (its prefill is not counted). ``pays_from``: the cheapest GenRM-CoT point that is more
+    accurate than every self-consistency point costing no more; None when none is."""
+    ns = [n for n in cfg.ns if n <= cfg.pool.n]
+    solution = sum(sum(pp.solution_tokens) for pp in pool) / sum(len(pp.solution_tokens) for pp in pool)
+    curves: dict[str, list[dict[str, float]]] = {}
+    if "Self-consistency" in best_of_n:
+        curves["Self-consistency"] = [{"n": n, "tokens": n * solution, "accuracy": best_of_n["Self-consistency"][str(n)]["mean"]}
+                                      for n in ns]
+    for spec in verifiers:
+        if spec.mode == "direct":
+            curves[spec.name] = [{"n": n, "tokens": n * solution, "accuracy": best_of_n[spec.name][str(n)]["mean"]}
+                                 for n in ns]
+            continue
+        drawn = sum(sum(pp.k_used[spec.name]) for pp in pool)
+        per_rationale = sum(sum(pp.tokens[spec.name]) for pp in pool) / drawn if drawn else 0.0
+        if spec.adaptive:
+            mean_k = drawn / sum(len(pp.solutions) for pp in pool)
+            curves[spec.name] = [{"n": n, "tokens": n * (solution + mean_k * per_rationale),
+                                  "accuracy": best_of_n[spec.name][str(n)]["mean"]} for n in ns]
+            continue
+        for k in sorted(set(cfg.k_curve) | {cfg.cot.k}):
+            accuracy = best_of_n_curve(pool, [prefix_rewards(pp, spec.name, k) for pp in pool], ns)
+            curves[f"{spec.name} K={k}"] = [{"n": n, "tokens": n * (solution + k * per_rationale),
+                                             "accuracy": accuracy[str(n)]["mean"]} for n in ns]
+    pays_from = None
+    sc = curves.get("Self-consistency", [])
+    for name, points in curves.items():
+        if "CoT" not in name or "Judge" in name:
+            continue
+        for p in points:
+            cheaper = [q["accuracy"] for q in sc if q["tokens"] <= p["tokens"]]
+            if p["accuracy"] > max(cheaper, default=0.0) and (pays_from is None or p["tokens"] < pays_from["tokens"]):
+                pays_from = {"verifier": name, **p}
+    return {"solution_tokens": solution, "curves": curves, "pays_from": pays_from}
 
 
 def per_problem_best_of_n(cfg: EvalConfig, pool: Sequence[PoolProblem], name: str, n: int) -> list[float]:

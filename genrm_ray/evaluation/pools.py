@@ -112,6 +112,7 @@ class PoolProblem:
     correct: list[bool]
     answers: list[str | None]
     truncated: list[bool] = field(default_factory=list)  # the policy hit pool.max_tokens
+    solution_tokens: list[int] = field(default_factory=list)  # tokens the policy generated per solution
     scores: dict[str, list[float]] = field(default_factory=dict)  # verifier -> reward per solution
     p_yes: dict[str, list[list[float]]] = field(default_factory=dict)  # CoT verifiers: per rationale
     k_used: dict[str, list[int]] = field(default_factory=dict)
@@ -154,7 +155,8 @@ def build_pools(cfg: EvalConfig, sets: dict[str, list[Problem]], log=print) -> d
             raise RuntimeError(f"problem {pid}: expected {p.n} samples, got {len(got)}")
         sols = [s.solution for s in got]
         shared[pid] = PoolProblem(prob, sols, [task.is_correct(s, prob) for s in sols],
-                                  [task.extract_answer(s) for s in sols], [s.finish_reason == "length" for s in got])
+                                  [task.extract_answer(s) for s in sols], [s.finish_reason == "length" for s in got],
+                                  [s.tokens for s in got])
     pools = {name: [shared[prob.id] for prob in problems] for name, problems in sets.items()}
     for name, problems in sets.items():
         if warning := truncation_warning(truncated_share([s for prob in problems for s in by_problem[prob.id]]),

@@ -53,7 +53,7 @@ def markdown_report(results: dict[str, Any]) -> str:
         if m.get("cot_unfinished_share"):
             lines += ["", "Rationales cut at cot.max_rationale_tokens (scored as cot.unfinished_p_yes): " + ", ".join(
                 f"{name} {share:.1%}" for name, share in m["cot_unfinished_share"].items())]
-        lines += auroc_table(m) + paired_table(m)
+        lines += auroc_table(m) + paired_table(m) + compute_matched_lines(m)
         lines.append("")
     return "\n".join(lines)
 
@@ -73,6 +73,19 @@ def auroc_table(m: dict[str, Any]) -> list[str]:
     return lines
 
 
+def compute_matched_lines(m: dict[str, Any]) -> list[str]:
+    c = m.get("compute_matched")
+    if not c or not any("CoT" in name and "Judge" not in name for name in c["curves"]):
+        return []
+    p = c["pays_from"]
+    if p is None:
+        return ["", f"Compute-matched (policy solutions average {c['solution_tokens']:.0f} tokens): no GenRM-CoT point is "
+                "more accurate than self-consistency at the same or fewer generated tokens per problem."]
+    return ["", f"Compute-matched (policy solutions average {c['solution_tokens']:.0f} tokens): verification pays from "
+            f"{p['tokens']:.0f} generated tokens per problem ({p['verifier']}, N={p['n']}: {p['accuracy']:.3f}, above "
+            "every self-consistency point that costs no more)."]
+
+
 def paired_table(m: dict[str, Any]) -> list[str]:
     """Paired differences at Best-of-n with their bootstrap CIs; * marks a CI that excludes 0."""
     paired = m.get("paired") or {}
@@ -85,6 +98,33 @@ def paired_table(m: dict[str, Any]) -> list[str]:
         star = " *" if d["excludes_zero"] else ""
         lines.append(f"| {name} | {d['diff']:+.3f}{star} | [{d['low']:+.3f}, {d['high']:+.3f}] |")
     return lines
+
+
+def plot_compute_matched(set_name: str, m: dict[str, Any], path: Path) -> Path:
+    """Best-of-N accuracy against generated tokens per problem, one line per verifier (and per K)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = m["compute_matched"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, points in c["curves"].items():
+        style = "k--" if name == "Self-consistency" else "-"
+        ax.plot([p["tokens"] for p in points], [p["accuracy"] for p in points], style, marker="o", markersize=3, label=name)
+    if c["pays_from"]:
+        p = c["pays_from"]
+        ax.axvline(p["tokens"], color="gray", linestyle=":", label=f"verification pays from {p['tokens']:.0f} tokens")
+    ax.set_xscale("log")
+    ax.set_xlabel("tokens generated per problem (solutions + rationales)")
+    ax.set_ylabel("Best-of-N accuracy")
+    ax.set_title(f"Compute-matched Best-of-N on {set_name}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def plot_set(set_name: str, m: dict[str, Any], report_n: int, out_dir: Path) -> list[Path]:
@@ -115,6 +155,8 @@ def plot_set(set_name: str, m: dict[str, Any], report_n: int, out_dir: Path) -> 
     paths.append(out_dir / f"best_of_n_{safe}.png")
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
+    if any("CoT" in name for name in m.get("compute_matched", {}).get("curves", {})):
+        paths.append(plot_compute_matched(set_name, m, out_dir / f"compute_matched_{safe}.png"))
     if "cot_k_curve" in m:
         ks = [int(k) for k in m["cot_k_curve"]]
         fig, ax = plt.subplots(figsize=(6, 4))

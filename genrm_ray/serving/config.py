@@ -22,7 +22,7 @@ from genrm_ray.scoring import CotConfig, check_cot, voting_temperature_problem
 class EngineConfig:
     """vLLM engine options of each replica (see genrm_ray.engine.vllm_backend.engine_kwargs)."""
 
-    dtype: str = "bfloat16"
+    dtype: str | None = None  # None: bfloat16, or float32 on a CPU without bf16 instructions (engine_kwargs)
     max_model_len: int = 2048
     enforce_eager: bool | None = None  # None: True on CPU (fast load), False on GPU (CUDA graphs)
     seed: int = 0

@@ -47,9 +47,9 @@ from genrm_ray import prompts
 from genrm_ray.config import to_dict
 from genrm_ray.run_logger import RunLogger
 from genrm_ray.runs import require_hf_model_dir
-from genrm_ray.train.config import TrainConfig, check_train_config
+from genrm_ray.train.config import TrainConfig, check_train_config, resolve_bf16
 from genrm_ray.train.data import BatchStream, Example, load_examples
-from genrm_ray.train.step import build_engine, train_step
+from genrm_ray.train.step import build_engine, freeze_bottom, train_step
 
 CHECKPOINT_TAG = "ds"  # DeepSpeed tag dir inside each Ray checkpoint
 # Ray Train's INFO lines (one "Reporting training result" per step per worker) drown the progress
@@ -114,6 +114,9 @@ def check_setup(cfg: TrainConfig) -> dict[str, int]:
         model_dir = require_hf_model_dir(cfg.model.path, "model.path")
     except ValueError as e:
         raise TrainSetupError(str(e)) from None
+    layers = json.loads((model_dir / "config.json").read_text()).get("num_hidden_layers")
+    if layers is not None and cfg.model.freeze_bottom_layers > layers:
+        raise TrainSetupError(f"model.freeze_bottom_layers={cfg.model.freeze_bottom_layers}, but {model_dir} has {layers} layers")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if tokenizer.pad_token_id is None:
         raise TrainSetupError(f"tokenizer in {model_dir} has no pad token (needed for batching)")
@@ -144,6 +147,12 @@ def _absolute(cfg: TrainConfig) -> TrainConfig:
         if getattr(section, key):
             setattr(section, key, str(Path(getattr(section, key)).resolve()))
     cfg.output_dir = str(Path(cfg.output_dir).resolve())
+    # None = what this hardware runs fast (fp32 on a CPU without bf16 instructions); workers and the
+    # export then agree on one value.
+    try:
+        cfg.deepspeed.bf16 = resolve_bf16(cfg.deepspeed, cfg.scaling.use_gpu)
+    except ValueError as e:
+        raise TrainSetupError(str(e)) from None
     return cfg
 
 
@@ -205,6 +214,7 @@ def _load_model(cfg: TrainConfig) -> torch.nn.Module:
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
+    freeze_bottom(model, cfg.model.freeze_bottom_layers)
     return model
 
 

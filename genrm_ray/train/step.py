@@ -38,7 +38,7 @@ def deepspeed_config(ds: DeepSpeedConfig, micro_batch_size: int, grad_accum: int
         "train_micro_batch_size_per_gpu": micro_batch_size,
         "gradient_accumulation_steps": grad_accum,
         "gradient_clipping": ds.gradient_clipping,
-        "bf16": {"enabled": ds.bf16},
+        "bf16": {"enabled": bool(ds.bf16)},  # None (auto) is resolved by the caller (train.config.resolve_bf16)
         "zero_optimization": zero,
         # The client optimizer is torch AdamW (no cpu_adam / fused_adam JIT compile). DeepSpeed only
         # "tests" its own optimizers with ZeRO, and refuses a client one with offload unless told to.
@@ -47,6 +47,19 @@ def deepspeed_config(ds: DeepSpeedConfig, micro_batch_size: int, grad_accum: int
         "steps_per_print": 10**9,  # we log ourselves
         "wall_clock_breakdown": False,
     }
+
+
+def freeze_bottom(model: torch.nn.Module, layers: int) -> None:
+    """Freeze the token embeddings and the bottom ``layers`` decoder layers (model.freeze_bottom_layers)."""
+    if layers <= 0:
+        return
+    backbone = model.base_model  # LlamaModel under both the LM and the classifier head
+    blocks = backbone.layers
+    if layers > len(blocks):
+        raise ValueError(f"model.freeze_bottom_layers={layers}, but the model has {len(blocks)} layers")
+    backbone.embed_tokens.requires_grad_(False)
+    for block in blocks[:layers]:
+        block.requires_grad_(False)
 
 
 def warmup_cosine(hp: TrainHParams):
