@@ -217,7 +217,8 @@ def _assert_losses(metrics: list[dict], lam: float | None):
 
 
 def test_genrm_direct_zero2_lambda_positive_with_wandb(assets, ray_cluster):
-    cfg = make_cfg(assets, "direct_z2", "objective.lambda_correct=0.5", "deepspeed.zero_stage=2")
+    cfg = make_cfg(assets, "direct_z2", "objective.lambda_correct=0.5", "deepspeed.zero_stage=2",
+                   "deepspeed.bf16=true")  # the GPU precision, on any CPU: bf16 export of fp32 masters
     result = run_training(cfg)
     metrics = read_metrics(result.run_dir)
     assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5, 6]
@@ -283,7 +284,7 @@ def _wandb_history(run_file: Path) -> list[dict]:
 
 def test_genrm_cot_zero3_lambda_zero_exports_hf_model_for_vllm(assets, ray_cluster):
     cfg = make_cfg(assets, "cot_z3", "objective.mode=cot", "objective.lambda_correct=0", "data.correct=",
-                   "deepspeed.zero_stage=3")
+                   "deepspeed.zero_stage=3", "deepspeed.bf16=true")
     result = run_training(cfg)
     metrics = read_metrics(result.run_dir)
     assert len(metrics) == 6
@@ -335,7 +336,7 @@ def test_policy_zero2_fp32_optimizer_offload(assets, ray_cluster):
 
 def test_discriminative_zero3_param_offload(assets, ray_cluster):
     result = run_training(make_cfg(assets, "disc", "objective.name=discriminative", "deepspeed.zero_stage=3",
-                                   "deepspeed.offload_param=true", "deepspeed.offload_optimizer=true"))
+                                   "deepspeed.offload_param=true", "deepspeed.offload_optimizer=true", "deepspeed.bf16=true"))
     metrics = read_metrics(result.run_dir)
     assert len(metrics) == 6 and all(math.isfinite(m["loss_verify"]) for m in metrics)
     # BCE of a fresh single-logit head starts near ln 2.
