@@ -14,6 +14,7 @@ equal, so the update is that of the mean over the whole batch.
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 from contextlib import nullcontext
@@ -24,7 +25,7 @@ import torch
 import genrm_ray  # noqa: F401  (caches + offline settings inside the actor process)
 from genrm_ray.rl.config import PolicyTrainConfig
 from genrm_ray.rl.grpo import RolloutBatch, batch_logprobs, grpo_loss, micro_batches
-from genrm_ray.train.config import check_deepspeed
+from genrm_ray.train.config import check_deepspeed, resolve_bf16
 
 MEAN_STATS = ("loss", "pg_loss", "kl", "clip_frac", "ratio_mean")
 
@@ -158,6 +159,9 @@ class PolicyGroup:
         check_deepspeed(cfg.deepspeed, "train.deepspeed")
         resources = dict(cfg.resources_per_worker)
         num_cpus, num_gpus = resources.pop("CPU", 1.0), resources.pop("GPU", 0.0)
+        if cfg.deepspeed.bf16 is None:  # auto, as in Ray Train runs: what this hardware runs fast
+            cfg = copy.deepcopy(cfg)
+            cfg.deepspeed.bf16 = resolve_bf16(cfg.deepspeed, on_gpu=num_gpus > 0, key="train.deepspeed")
         bundle = {"CPU": num_cpus, **({"GPU": num_gpus} if num_gpus else {}), **resources}
         self.world_size, self.workers = world_size, []
         self.pg = placement_group([bundle] * world_size, strategy="STRICT_PACK")
