@@ -100,6 +100,18 @@ def paired_table(m: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _save(fig, ax, path: Path, legend_size: int = 8) -> Path:
+    """The finish every plot here shares: grid, legend, tight layout, PNG, figure closed."""
+    import matplotlib.pyplot as plt
+
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_compute_matched(set_name: str, m: dict[str, Any], path: Path) -> Path:
     """Best-of-N accuracy against generated tokens per problem, one line per verifier (and per K)."""
     import matplotlib
@@ -119,12 +131,7 @@ def plot_compute_matched(set_name: str, m: dict[str, Any], path: Path) -> Path:
     ax.set_xlabel("tokens generated per problem (solutions + rationales)")
     ax.set_ylabel("Best-of-N accuracy")
     ax.set_title(f"Compute-matched Best-of-N on {set_name}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, legend_size=7)
 
 
 def plot_set(set_name: str, m: dict[str, Any], report_n: int, out_dir: Path) -> list[Path]:
@@ -149,12 +156,7 @@ def plot_set(set_name: str, m: dict[str, Any], report_n: int, out_dir: Path) -> 
     ax.set_xlabel("number of solutions N")
     ax.set_ylabel("Best-of-N accuracy")
     ax.set_title(f"Best-of-N on {set_name} ({m['n_problems']} problems)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out_dir / f"best_of_n_{safe}.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, ax, out_dir / f"best_of_n_{safe}.png"))
     if any("CoT" in name for name in m.get("compute_matched", {}).get("curves", {})):
         paths.append(plot_compute_matched(set_name, m, out_dir / f"compute_matched_{safe}.png"))
     if "cot_k_curve" in m:
@@ -171,12 +173,7 @@ def plot_set(set_name: str, m: dict[str, Any], report_n: int, out_dir: Path) -> 
         ax.set_xlabel("rationales per solution K")
         ax.set_ylabel(f"Best-of-{report_n} accuracy")
         ax.set_title(f"GenRM-CoT vs K on {set_name}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        paths.append(out_dir / f"cot_k_{safe}.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
+        paths.append(_save(fig, ax, out_dir / f"cot_k_{safe}.png"))
     return paths
 
 

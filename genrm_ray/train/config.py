@@ -127,7 +127,6 @@ def check_train_config(cfg: TrainConfig, key: str = "") -> None:
 
     prefix = f"{key}." if key else ""
     check_deepspeed(cfg.deepspeed, f"{prefix}deepspeed")
-    resolve_bf16(cfg.deepspeed, cfg.scaling.use_gpu, f"{prefix}deepspeed")
     if cfg.model.freeze_bottom_layers < 0:
         raise ConfigError(f"{prefix}model.freeze_bottom_layers must be >= 0, got {cfg.model.freeze_bottom_layers}")
     hp = cfg.train

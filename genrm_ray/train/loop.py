@@ -149,10 +149,7 @@ def _absolute(cfg: TrainConfig) -> TrainConfig:
     cfg.output_dir = str(Path(cfg.output_dir).resolve())
     # None = what this hardware runs fast (fp32 on a CPU without bf16 instructions); workers and the
     # export then agree on one value.
-    try:
-        cfg.deepspeed.bf16 = resolve_bf16(cfg.deepspeed, cfg.scaling.use_gpu)
-    except ValueError as e:
-        raise TrainSetupError(str(e)) from None
+    cfg.deepspeed.bf16 = resolve_bf16(cfg.deepspeed, cfg.scaling.use_gpu)
     return cfg
 
 
