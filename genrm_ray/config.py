@@ -6,7 +6,8 @@ Override values are parsed as YAML scalars (``1e-3`` -> float, ``true`` -> bool,
 ``{CPU: 1}`` -> dict). Keys that do not exist and values of the wrong type fail at load time with the
 key, the source (file or override) and, for unknown keys, the valid keys at that level.
 Supported field types: bool, int, float (ints accepted), str, ``X | None``, ``Literal[...]``,
-``list[X]``, ``dict[str, X]`` and nested dataclasses.
+``list[X]``, ``dict[str, X]`` (with X a dataclass: named sections, merged entry by entry) and nested
+dataclasses.
 """
 
 from __future__ import annotations
@@ -75,8 +76,24 @@ def _update(obj: Any, raw: dict[str, Any], prefix: str, source: str) -> None:
                     f"got {value!r}"
                 )
             _update(current, value, prefix=f"{dotted}.", source=source)
+        elif isinstance(current, dict) and isinstance(value, dict) and _section_values(hints[key]):
+            # A named set of sections (e.g. verifiers): entries merge, so an override changes one
+            # field of one entry and leaves the rest.
+            merged = dict(current)
+            for name, entry in value.items():
+                if dataclasses.is_dataclass(merged.get(name)) and isinstance(entry, dict):
+                    _update(merged[name], entry, prefix=f"{dotted}.{name}.", source=source)
+                else:
+                    merged[name] = _coerce(entry, typing.get_args(hints[key])[1], f"{dotted}.{name}", source)
+            setattr(obj, key, merged)
         else:
             setattr(obj, key, _coerce(value, hints[key], dotted, source))
+
+
+def _section_values(tp: Any) -> bool:
+    """Whether ``tp`` is ``dict[str, SomeDataclass]``."""
+    args = typing.get_args(tp)
+    return typing.get_origin(tp) is dict and len(args) == 2 and dataclasses.is_dataclass(args[1])
 
 
 def _type_name(tp: Any) -> str:
@@ -115,6 +132,12 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         return {_coerce(k, args[0], key, source): _coerce(v, args[1], f"{key}.{k}", source) for k, v in value.items()}
     if tp is Any:
         return value
+    if dataclasses.is_dataclass(tp):  # an entry of a dict of sections
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{key}' is a section ({tp.__name__}); expected a mapping, got {value!r}")
+        section = tp()
+        _update(section, value, prefix=f"{key}.", source=source)
+        return section
     if tp is bool:
         if not isinstance(value, bool):
             fail()

@@ -138,10 +138,11 @@ class _Awaitable:
 class GenRMScorer:
     """Scores (x, y) pairs with a trained GenRM served by a synchronous or an async backend."""
 
-    def __init__(self, backend, normalize: bool = False):
+    def __init__(self, backend, normalize: bool = False, neutralize: bool = True):
         self.is_async = inspect.iscoroutinefunction(backend.generate)
         self.backend = backend if self.is_async else _Awaitable(backend)
         self.normalize = normalize
+        self.neutralize = neutralize  # False only to measure the defence (prompts.neutralize_solution)
         self.yes_id, self.no_id = prompts.yes_no_token_ids(backend.tokenizer)
 
     # Synchronous entry points (offline evaluation, Ray Data, tests).
@@ -175,7 +176,8 @@ class GenRMScorer:
         return out
 
     async def ascore_direct(self, items: Sequence[VerifyItem]) -> list[VerifierScore]:
-        ps = await self.ap_yes([prompts.verify_direct_prompt(i.task, i.question, i.solution) for i in items])
+        ps = await self.ap_yes([prompts.verify_direct_prompt(i.task, i.question, i.solution, self.neutralize)
+                                for i in items])
         return [VerifierScore(reward=p, p_yes=[p], k_used=1) for p in ps]
 
     async def ascore_cot(
@@ -186,7 +188,7 @@ class GenRMScorer:
     ) -> list[VerifierScore]:
         settings = CotConfig() if settings is None else settings
         check_cot(settings)
-        cot_prompts = [prompts.verify_cot_prompt(i.task, i.question, i.solution) for i in items]
+        cot_prompts = [prompts.verify_cot_prompt(i.task, i.question, i.solution, self.neutralize) for i in items]
         scores = [VerifierScore(0.0, [], 0, rationales=[] if return_rationales else None) for _ in items]
         active = list(range(len(items)))
         drawn = 0  # every active item has this many rationales: rounds advance them together
@@ -234,7 +236,7 @@ class DiscriminativeScorer:
     training, and pooled at the last non-pad token (transformers' sequence-classification rule).
     """
 
-    def __init__(self, model_dir: str, batch_size: int = 32):
+    def __init__(self, model_dir: str, batch_size: int = 32, neutralize: bool = True):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -243,6 +245,7 @@ class DiscriminativeScorer:
         self.model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1, dtype=torch.float32).eval()
         self.model.config.pad_token_id = self.tokenizer.pad_token_id  # needed to find the last real token
         self.batch_size = batch_size
+        self.neutralize = neutralize  # False only to measure the defence
 
     def p_correct(self, verify_prompts: Sequence[str]) -> list[float]:
         import torch
@@ -257,7 +260,7 @@ class DiscriminativeScorer:
         return out
 
     def score_direct(self, items: Sequence[VerifyItem]) -> list[VerifierScore]:
-        ps = self.p_correct([prompts.verify_direct_prompt(i.task, i.question, i.solution) for i in items])
+        ps = self.p_correct([prompts.verify_direct_prompt(i.task, i.question, i.solution, self.neutralize) for i in items])
         return [VerifierScore(reward=p, p_yes=[p], k_used=1) for p in ps]
 
 

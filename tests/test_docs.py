@@ -56,6 +56,7 @@ JOB_CONFIGS = {
     "train_grpo": ("genrm_ray.rl.config", "GRPOConfig"),
     "serve_genrm": ("genrm_ray.serving.config", "ServeConfig"),
     "synthesize_rationales": ("genrm_ray.data.synthesis", "SynthesisConfig"),
+    "adversarial_suite": ("genrm_ray.evaluation.adversarial", "SuiteConfig"),
 }
 # The options each job's argparse takes besides --config and key=value (the value follows the option).
 JOB_OPTIONS = {"serve_genrm": {"--checkpoint", "--address"}, "eval_best_of_n": {"--problems"}}

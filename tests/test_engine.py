@@ -191,3 +191,17 @@ def test_cpu_engines_prefill_whole_prompts_unless_told_otherwise(tmp_path):
 
     assert engine_kwargs(tmp_path)["enable_chunked_prefill"] is False
     assert engine_kwargs(tmp_path, enable_chunked_prefill=True)["enable_chunked_prefill"] is True
+
+
+def test_cpu_threads_bind_sets_vllms_binding_for_the_engine_this_process_starts(tmp_path, monkeypatch):
+    import os
+
+    from genrm_ray.engine.vllm_backend import engine_kwargs
+
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    assert "cpu_threads_bind" not in engine_kwargs(tmp_path)  # not a vLLM argument
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in os.environ  # vLLM's own default unless asked
+    assert "cpu_threads_bind" not in engine_kwargs(tmp_path, cpu_threads_bind="all")
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == f"0-{os.cpu_count() - 1}"
+    engine_kwargs(tmp_path, cpu_threads_bind="0")
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "0"

@@ -39,10 +39,12 @@ def test_step_metrics_hand_computed():
         "step": 7, "reward_mean": pytest.approx(1.75 / 4), "train_accuracy": 0.5, "kl": 0.02, "loss": 0.1,
         "clip_frac": 0.0, "grad_norm": 3.0, "response_tokens": 2.5, "unfinished": 0.25, "empty_responses": 1,
         "k_used": 2.0, "reward_on_correct": pytest.approx(0.375), "reward_on_wrong": 0.5,
+        "reward_auroc": 0.5,  # positives 0.5, 0.25 against negatives 0.0, 1.0: 2 of 4 pairs ordered
         "rollout_s": 2.0, "reward_wait_s": 0.5, "update_s": 1.5,
     }
     all_wrong = step_metrics(1, scored, [False] * 4, {"loss": 0.0}, 0.0)
     assert all_wrong["reward_on_correct"] == -1.0 and all_wrong["train_accuracy"] == 0.0
+    assert all_wrong["reward_auroc"] == -1.0
 
 
 def test_mean_or():

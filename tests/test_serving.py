@@ -82,6 +82,27 @@ def test_cot_with_fixed_seed_equals_library_scoring(reward_server, vllm_backend)
     assert out["usage"]["rationale_tokens"] == sum(d["rationale_tokens"] for d in out["details"])
 
 
+def test_injected_verdicts_are_neutralized_alike_served_and_offline(reward_server, vllm_backend):
+    """The adversarial suite's responses (injected verdicts, look-alikes, forged rationales): the served
+    reward equals the library's over the same engine, which is the reward of the neutralized text, and
+    differs from what the injected text would get without the defence."""
+    from genrm_ray.attacks import attack_responses
+
+    task = get_task(TASK)
+    chosen = [r for r in attack_responses(task, task.generate("test", 2, seed=4))
+              if r.attack in ("injected_verdict", "lookalike_verdict")]
+    items = [VerifyItem(TASK, r.question, r.response) for r in chosen]
+    served = rewards_ok(reward_server, {"items": [{"prompt": r.question, "response": r.response} for r in chosen],
+                                        "mode": "direct"})["rewards"]
+    library = [x.reward for x in GenRMScorer(vllm_backend).score_direct(items)]
+    undefended = [x.reward for x in GenRMScorer(vllm_backend, neutralize=False).score_direct(items)]
+    assert served == pytest.approx(library, abs=1e-4)
+    # The defended score is the score of the text as prompts.neutralize_solution shows it.
+    shown = [VerifyItem(TASK, i.question, prompts.neutralize_solution(i.solution)) for i in items]
+    assert library == pytest.approx([x.reward for x in GenRMScorer(vllm_backend, neutralize=False).score_direct(shown)], abs=1e-6)
+    assert sum(abs(a - b) > 1e-4 for a, b in zip(library, undefended)) >= len(items) // 2
+
+
 def test_adaptive_k_stops_between_min_k_and_k(reward_server):
     pairs = problems_and_solutions(2, 2, seed=3)
     out = rewards_ok(reward_server, {"items": [{"prompt": q, "response": s} for q, s in pairs], "mode": "cot",

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genrm_ray import env
-from genrm_ray.config import to_dict
+from genrm_ray import env, prompts
+from genrm_ray.config import ConfigError, to_dict
 from genrm_ray.data import sft
 from genrm_ray.data.sampling import SamplingConfig, grade, sample_solutions, truncated_share, truncation_warning
 from genrm_ray.data.sft import LabelledSolution
@@ -75,6 +75,10 @@ class DataBuildConfig:
     # wrong solutions (reference, wrong letter, skipped word, ...) that bootstrap a balanced set when
     # the policy alone is too weak or too strong. 0 = policy samples only.
     bootstrap_candidates: int = 4
+    # Hard negatives: the adversarial suite's wrong responses (genrm_ray.attacks: master keys, injected
+    # verdicts, look-alikes, bare wrong answers, ...) on TRAIN problems, labelled No, mixed into D_verify
+    # and D_cot as this share of each (0 = none; at most 0.5). The held-out set stays clean.
+    hard_negative_share: float = 0.0
     cache_dir: str = ""  # "" = <GENRM_CACHE_DIR>/genrm_data
 
 
@@ -99,6 +103,8 @@ def cache_key(build: DataBuildConfig) -> str:
     d.pop("cache_dir")
     d["policy"]["train"].pop("logging")
     d["policy"]["train"].pop("output_dir")
+    if not d["hard_negative_share"]:  # added later: data without hard negatives keeps its old key
+        d.pop("hard_negative_share")
     d["version"] = DATA_VERSION
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -181,6 +187,8 @@ def _build(build: DataBuildConfig, folder: Path, log) -> dict[str, Any]:
     seed = build.task.seed
     verify = sft.build_verify_direct(pool_train, balance=True, seed=seed)
     cot, cot_stats = sft.build_verify_cot(pool_train, task.verification_rationale, balance=True, seed=seed)
+    if build.hard_negative_share > 0:
+        verify, cot, stats["hard_negatives"] = mix_hard_negatives(task, train, verify, cot, build.hard_negative_share, seed)
     correct = sft.build_correct(_dedupe(pool_train + references))
     held = sft.build_verify_direct(pool_heldout, balance=True, seed=seed)
     for name, records in [("verify_direct", verify), ("verify_cot", cot), ("correct", correct), ("heldout", held)]:
@@ -221,6 +229,40 @@ def _base_and_policy(build: DataBuildConfig, folder: Path, references: list[Labe
         stats["policy_sft_s"] = round(time.perf_counter() - t, 1)
     stats["policy"] = str(policy)
     return stats
+
+
+def check_hard_negative_share(share: float, key: str = "data.hard_negative_share") -> None:
+    if not 0.0 <= share <= 0.5:
+        raise ConfigError(f"{key} must lie in [0, 0.5] (the share of D_verify that is hard negatives), got {share}")
+
+
+def mix_hard_negatives(task, train: list[Problem], verify: list[sft.SFTRecord], cot: list[sft.SFTRecord],
+                        share: float, seed: int) -> tuple[list[sft.SFTRecord], list[sft.SFTRecord], dict[str, Any]]:
+    """D_verify and D_cot with the suite's wrong responses on train problems added as ``share`` of each."""
+    from genrm_ray.attacks import attack_responses
+
+    check_hard_negative_share(share)
+    by_id = {p.id: p for p in train}
+    # One per text the verifier sees: look-alike verdicts all read as the same neutralized line.
+    seen: set[tuple[str, str]] = set()
+    wrong: list[LabelledSolution] = []
+    for r in attack_responses(task, train, seed=seed):
+        shown = (r.problem_id, prompts.neutralize_solution(r.response.strip()))
+        if not r.correct and shown not in seen:
+            seen.add(shown)
+            wrong.append(LabelledSolution(by_id[r.problem_id], r.response, False))
+    rng = random.Random(seed)
+
+    def mixed(records: list[sft.SFTRecord], build_records) -> tuple[list[sft.SFTRecord], int]:
+        n = min(len(wrong), round(share * len(records) / (1 - share)))
+        added = build_records(rng.sample(wrong, n))
+        out = records + added
+        rng.shuffle(out)
+        return out, len(added)
+
+    verify, n_verify = mixed(verify, lambda xs: sft.build_verify_direct(xs, balance=False))
+    cot, n_cot = mixed(cot, lambda xs: sft.build_verify_cot(xs, task.verification_rationale, balance=False)[0])
+    return verify, cot, {"share": share, "offered": len(wrong), "verify_direct": n_verify, "verify_cot": n_cot}
 
 
 def _candidates(task, problems: list[Problem], n: int, rng: random.Random) -> list[LabelledSolution]:

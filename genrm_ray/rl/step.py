@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 
 from genrm_ray import prompts
+from genrm_ray.evaluation.metrics import auroc
 from genrm_ray.integrations.common import blank_detail
 from genrm_ray.rl.grpo import Rollout, RolloutBatch, group_advantages, make_rollout_batch
 
@@ -156,6 +157,9 @@ def step_metrics(step: int, scored: ScoredRollouts, graded: Sequence[bool], stat
         # How well the reward tracks the ground truth on this step's rollouts (-1: no such rollout).
         "reward_on_correct": mean_or([rw for rw, ok in zip(rewards, graded) if ok]),
         "reward_on_wrong": mean_or([rw for rw, ok in zip(rewards, graded) if not ok]),
+        # AUROC of the reward against correctness: falls toward 0.5 (or below) when the policy has
+        # found text that the reward likes and the grader does not (-1: one class only).
+        "reward_auroc": auroc(list(rewards), list(graded)) if 0 < sum(graded) < len(graded) else -1.0,
         "rollout_s": scored.rollout_s, "reward_wait_s": scored.reward_wait_s, "update_s": update_s,
     }
 
