@@ -27,22 +27,28 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def plot_grpo_runs(runs: dict[str, list[dict[str, Any]]], path: str | Path) -> Path:
-    """Left: held-out pass@1 against wall-clock minutes; right: mean training reward against step."""
+    """Held-out pass@1 against wall-clock minutes; mean training reward against step; the reward's
+    AUROC against correctness on each step's rollouts (where it falls, the reward is being gamed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right, gamed) = plt.subplots(1, 3, figsize=(16, 4))
     for name, rows in runs.items():
         evals = [(x.get("elapsed_s", 0.0) / 60, x["pass_at_1"]) for x in rows if "pass_at_1" in x]
         left.plot(*zip(*evals), marker="o", ms=3, label=name)
         steps = [(x["step"], x["reward_mean"]) for x in rows if "reward_mean" in x]
         if steps:
             right.plot(*zip(*steps), label=name)
+        aurocs = [(x["step"], x["reward_auroc"]) for x in rows if x.get("reward_auroc", -1) >= 0]
+        if aurocs:
+            gamed.plot(*zip(*aurocs), label=name)
     left.set(xlabel="wall-clock minutes", ylabel="held-out pass@1", title="Held-out pass@1 during GRPO")
     right.set(xlabel="GRPO step", ylabel="mean reward of the rollouts", title="Training reward (each source's own scale)")
-    for ax in (left, right):
+    gamed.axhline(0.5, color="grey", lw=0.8, ls="--")
+    gamed.set(xlabel="GRPO step", ylabel="AUROC of reward vs correctness", title="Reward against the grader, per step")
+    for ax in (left, right, gamed):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
