@@ -6,7 +6,7 @@ Override values are parsed as YAML scalars (``1e-3`` -> float, ``true`` -> bool,
 ``{CPU: 1}`` -> dict). Keys that do not exist and values of the wrong type fail at load time with the
 key, the source (file or override) and, for unknown keys, the valid keys at that level.
 Supported field types: bool, int, float (ints accepted), str, ``X | None``, ``Literal[...]``,
-``list[X]``, ``dict[str, X]`` (with X a dataclass: named sections, merged entry by entry) and nested
+``list[X]``, ``dict[str, X]`` (with X a dataclass: named sections, merged entry by entry; ``key.name=null`` removes one) and nested
 dataclasses.
 """
 
@@ -81,7 +81,9 @@ def _update(obj: Any, raw: dict[str, Any], prefix: str, source: str) -> None:
             # field of one entry and leaves the rest.
             merged = dict(current)
             for name, entry in value.items():
-                if dataclasses.is_dataclass(merged.get(name)) and isinstance(entry, dict):
+                if entry is None:  # `verifiers.X=null` removes entry X
+                    merged.pop(name, None)
+                elif dataclasses.is_dataclass(merged.get(name)) and isinstance(entry, dict):
                     _update(merged[name], entry, prefix=f"{dotted}.{name}.", source=source)
                 else:
                     merged[name] = _coerce(entry, typing.get_args(hints[key])[1], f"{dotted}.{name}", source)

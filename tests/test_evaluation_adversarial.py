@@ -96,6 +96,8 @@ def test_named_sections_merge_entry_by_entry():
                       ["verifiers.GenRM.path=runs/other", "verifiers.CoT={kind: genrm_cot, path: runs/cot}"])
     assert cfg.verifiers["GenRM"].path == "runs/other" and cfg.verifiers["GenRM"].kind == "genrm_direct"
     assert cfg.verifiers["CoT"].kind == "genrm_cot" and "LLM-as-a-Judge" in cfg.verifiers
+    dropped = load_config(suite.SuiteConfig, REPO / "configs" / "adversarial_arithmetic.yaml", ["verifiers.LLM-as-a-Judge=null"])
+    assert list(dropped.verifiers) == ["GenRM"]
     with pytest.raises(ConfigError, match="unknown config key 'verifiers.GenRM.pth'"):
         load_config(suite.SuiteConfig, None, ["verifiers.GenRM={kind: judge}", "verifiers.GenRM.pth=x"])
 
