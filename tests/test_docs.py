@@ -241,7 +241,9 @@ def override_problem(job: str, item: str) -> str | None:
         tp = field_type(cls, key)
     except LookupError as e:
         return f"{item}: {cls.__name__} has no such key ({e})"
-    if dataclasses.is_dataclass(tp):
+    parent = key.rpartition(".")[0]
+    named_entry = bool(parent) and typing.get_origin(field_type(cls, parent)) is dict  # e.g. verifiers.X={...} or =null
+    if dataclasses.is_dataclass(tp) and not named_entry:
         return f"{item}: {key!r} is a section of {cls.__name__}, not a value"
     if is_placeholder(value):
         value = placeholder_for(tp)
