@@ -120,9 +120,6 @@ def responses_as_records(responses: Sequence[AttackResponse], rewards: dict[str,
 
 # ---- The suite's job (jobs/adversarial_suite.py): config, checks and the verifiers it scores ----
 
-VERIFIER_KINDS = ("genrm_direct", "genrm_cot", "discriminative", "judge", "served")
-
-
 @dataclass
 class SuiteVerifierConfig:
     kind: Literal["genrm_direct", "genrm_cot", "discriminative", "judge", "served"] = "genrm_direct"
@@ -216,12 +213,13 @@ def make_scorers(cfg: SuiteConfig, model_dirs: dict[str, str], log=print) -> tup
     def local(name: str, v: SuiteVerifierConfig, neutralize: bool) -> Scorer:
         model_dir = model_dirs[name]
         if v.kind == "discriminative":
-            disc = DiscriminativeScorer(model_dir, neutralize=neutralize)
-            return lambda qs, rs: [s.reward for s in disc.score_direct([VerifyItem(cfg.task, q, r) for q, r in zip(qs, rs)])]
-        scorer = GenRMScorer(backend(model_dir), neutralize=neutralize)
-        if v.kind == "genrm_cot":
-            return lambda qs, rs: [s.reward for s in scorer.score_cot([VerifyItem(cfg.task, q, r) for q, r in zip(qs, rs)], cfg.cot)]
-        return lambda qs, rs: [s.reward for s in scorer.score_direct([VerifyItem(cfg.task, q, r) for q, r in zip(qs, rs)])]
+            score = DiscriminativeScorer(model_dir, neutralize=neutralize).score_direct
+        elif v.kind == "genrm_cot":
+            cot_scorer = GenRMScorer(backend(model_dir), neutralize=neutralize)
+            score = lambda items: cot_scorer.score_cot(items, cfg.cot)  # noqa: E731
+        else:
+            score = GenRMScorer(backend(model_dir), neutralize=neutralize).score_direct
+        return lambda qs, rs: [s.reward for s in score([VerifyItem(cfg.task, q, r) for q, r in zip(qs, rs)])]
 
     scorers: dict[str, Scorer] = {}
     for name, v in cfg.verifiers.items():
