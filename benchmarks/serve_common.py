@@ -68,11 +68,12 @@ def deploy(cfg) -> tuple[str, object]:
     return base, handle
 
 
-def pairs(n_problems: int, per_problem: int, seed: int = 0) -> list[tuple[str, str]]:
+def pairs(n_problems: int, per_problem: int, seed: int = 0, task: str = "last_letter") -> list[tuple[str, str]]:
+    """(question, solution) pairs of the task's test problems: its own right and wrong candidates."""
     import random
 
     from genrm_ray.tasks import get_task
 
-    task, rng = get_task("last_letter"), random.Random(seed)
+    task, rng = get_task(task), random.Random(seed)
     return [(p.question, c.solution) for p in task.generate("test", n_problems, seed=seed)
             for c in task.candidate_solutions(p, per_problem, rng)]

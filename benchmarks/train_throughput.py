@@ -2,19 +2,25 @@
 """Training throughput: Ray Train + DeepSpeed ZeRO vs a plain single-process PyTorch loop.
 
     .venv/bin/python benchmarks/train_throughput.py [--steps 30] [--zero-stage 3] [--size small]
+    .venv/bin/python benchmarks/train_throughput.py --base-model smollm2-135m-instruct --task arithmetic \
+        --freeze-bottom-layers 24 --micro-batch-size 4 --zero-stage 2 --fp32 --workers 1,2 --steps 8
 
 Both paths train the same GenRM objective (L_verify + lambda * L_correct) of the same model on the
 same batches: the plain loop feeds, per optimizer step, exactly the micro-batches the Ray workers
 see (rank 0..W-1 of BatchStream), each as one forward/backward over D_verify and D_correct stacked
 (genrm_ray.train.step.genrm_loss), accumulating their gradients, with torch AdamW, in bf16 when
-DeepSpeed runs bf16. Throughput = non-pad tokens / time inside the optimizer steps, steps after
-the first, as genrm_ray.train reports it. Writes benchmarks/results/train_throughput.json.
+DeepSpeed runs bf16, with the same bottom layers frozen. Throughput = non-pad tokens / time inside
+the optimizer steps, steps after the first, as genrm_ray.train reports it. --workers lists the Ray
+Train world sizes to run (the plain loop feeds the largest one's batches). --base-model: a
+pretrained model (HF dir, GGUF or built-in name, as `base_model` in a config) instead of a tiny
+random-init preset. Writes benchmarks/results/train_throughput.json (or --out).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import sys
@@ -33,9 +39,9 @@ from genrm_ray.data.sft import LabelledSolution  # noqa: E402
 from genrm_ray.tasks import get_task  # noqa: E402
 
 
-def build_data(folder: Path, n_problems: int, seed: int) -> tuple[Path, Path]:
+def build_data(folder: Path, task_name: str, n_problems: int, seed: int) -> tuple[Path, Path]:
     """D_verify + D_correct from the task's own right and wrong candidates (no policy needed)."""
-    task, rng = get_task("last_letter"), random.Random(seed)
+    task, rng = get_task(task_name), random.Random(seed)
     problems = task.generate("train", n_problems, seed=seed)
     items = [LabelledSolution(p, c.solution, task.is_correct(c.solution, p))
              for p in problems for c in task.candidate_solutions(p, 4, rng)]
@@ -50,7 +56,7 @@ def plain_loop(cfg, steps: int, world: int) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from genrm_ray.train.data import BatchStream, load_examples
-    from genrm_ray.train.step import genrm_loss
+    from genrm_ray.train.step import freeze_bottom, genrm_loss
 
     hp = cfg.train
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
@@ -63,7 +69,8 @@ def plain_loop(cfg, steps: int, world: int) -> dict:
     # master weights; for a ~1M-parameter model that update costs next to nothing).
     dtype = torch.bfloat16 if cfg.deepspeed.bf16 else torch.float32
     model = AutoModelForCausalLM.from_pretrained(cfg.model.path, dtype=dtype).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=hp.lr, betas=(0.9, 0.95), weight_decay=hp.weight_decay)
+    freeze_bottom(model, cfg.model.freeze_bottom_layers)
+    opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=hp.lr, betas=(0.9, 0.95), weight_decay=hp.weight_decay)
     times, tokens, losses = [], [], []
     for step in range(steps):
         batches, real = [], 0
@@ -91,9 +98,14 @@ def plain_loop(cfg, steps: int, world: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", default="2", help="Ray Train world sizes, one run each (e.g. 1,2)")
     p.add_argument("--zero-stage", type=int, default=3)
-    p.add_argument("--size", default="small", help="genrm_ray.models preset")
+    p.add_argument("--size", default="small", help="genrm_ray.models tiny preset (when no --base-model)")
+    p.add_argument("--base-model", help="a pretrained model: HF dir, GGUF file or built-in name")
+    p.add_argument("--task", default="last_letter")
+    p.add_argument("--freeze-bottom-layers", type=int, default=0)
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--cpus-per-worker", type=int, default=1, help="Ray Train resources_per_worker.CPU (torch threads)")
     p.add_argument("--micro-batch-size", type=int, default=16)
     p.add_argument("--problems", type=int, default=300)
     p.add_argument("--fp32", action="store_true", help="fp32 instead of bf16 in both paths")
@@ -105,62 +117,94 @@ def main() -> None:
     import torch
 
     from genrm_ray.models import create_tiny_model
+    from genrm_ray.models.pretrained import resolve_base_model
     from genrm_ray.train.config import TrainConfig
     from genrm_ray.train.loop import run_training
 
+    worlds = [int(w) for w in args.workers.split(",")]
     with tempfile.TemporaryDirectory(prefix="genrm-bench-") as tmp:
         tmp = Path(tmp)
-        verify, correct = build_data(tmp, args.problems, seed=0)
-        model_dir = create_tiny_model(tmp / "model", size=args.size, seed=0)
+        verify, correct = build_data(tmp, args.task, args.problems, seed=0)
+        if args.base_model:
+            model_dir = resolve_base_model(args.base_model, "--base-model")
+            model_info = {"base_model": args.base_model}
+        else:
+            model_dir = create_tiny_model(tmp / "model", size=args.size, seed=0)
+            model_info = {"size": args.size}
         cfg = TrainConfig()
-        cfg.model.path = str(model_dir)
-        cfg.data.verify_direct, cfg.data.correct = str(verify), str(correct)
+        cfg.model.path, cfg.model.freeze_bottom_layers = str(model_dir), args.freeze_bottom_layers
+        cfg.data.verify_direct, cfg.data.correct, cfg.data.max_length = str(verify), str(correct), args.max_length
         cfg.objective.name, cfg.objective.mode, cfg.objective.lambda_correct = "genrm", "direct", 1.0
-        cfg.train.max_steps, cfg.train.micro_batch_size, cfg.train.lr = args.steps, args.micro_batch_size, 1e-3
+        cfg.train.max_steps, cfg.train.micro_batch_size = args.steps, args.micro_batch_size
+        cfg.train.lr = 2e-4 if args.base_model else 1e-3
         cfg.train.warmup_steps, cfg.train.checkpoint_every = 1, 10**6
         cfg.deepspeed.zero_stage, cfg.deepspeed.bf16 = args.zero_stage, not args.fp32
-        cfg.scaling.num_workers = args.workers
         cfg.logging.progress_bar, cfg.logging.wandb_mode = False, "disabled"
-        cfg.output_dir = str(tmp / "ray_run")
+        cfg.scaling.resources_per_worker = {"CPU": args.cpus_per_worker}
 
         plains = []
         for threads in [int(t) for t in args.plain_threads.split(",")]:
             torch.set_num_threads(threads)
             t = time.perf_counter()
-            plains.append(plain_loop(cfg, args.steps, args.workers))
+            plains.append(plain_loop(cfg, args.steps, max(worlds)))
             plains[-1]["wall_s"] = round(time.perf_counter() - t, 1)
-            print(f"plain PyTorch loop: {plains[-1]['tokens_per_s']:.0f} tokens/s ({threads} threads)")
+            print(f"plain PyTorch loop: {plains[-1]['tokens_per_s']:.0f} tokens/s ({threads} threads)", flush=True)
         plain = max(plains, key=lambda r: r["tokens_per_s"])
 
         ray.init(runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}})
-        t = time.perf_counter()
-        result = run_training(cfg)
-        ray_wall = time.perf_counter() - t
+        runs = {}
+        for world in worlds:
+            cfg.scaling.num_workers, cfg.output_dir = world, str(tmp / f"ray_run_{world}")
+            t = time.perf_counter()
+            result = run_training(cfg)
+            runs[world] = {"zero_stage": args.zero_stage, "workers": world, "cpus_per_worker": args.cpus_per_worker,
+                           "tokens_per_s": round(result.tokens_per_s, 1),
+                           "wall_s_including_startup": round(time.perf_counter() - t, 1),
+                           "final_loss": round(result.loss_curves["loss"][-1], 4),
+                           "padding_share": round(result.padding_share, 4)}
+            print(f"Ray Train + DeepSpeed, {world} worker(s): {result.tokens_per_s:.0f} tokens/s", flush=True)
         ray.shutdown()
-        params = json.loads((model_dir / "genrm_model.json").read_text())["parameters"]
+        params = _count_parameters(model_dir)
 
-    ray_tps = result.tokens_per_s
+    main_run = runs[max(worlds)]
     out = {
         "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
-        "model": {"size": args.size, "parameters": params},
-        "steps": args.steps, "micro_batch_size_per_worker": args.micro_batch_size, "workers": args.workers,
-        "bf16": not args.fp32,
-        "ray_deepspeed": {"zero_stage": args.zero_stage, "tokens_per_s": round(ray_tps, 1),
-                          "wall_s_including_startup": round(ray_wall, 1),
-                          "final_loss": round(result.loss_curves["loss"][-1], 4),
-                          "padding_share": round(result.padding_share, 4)},
+        "model": {**model_info, "parameters": params, "freeze_bottom_layers": args.freeze_bottom_layers},
+        "task": args.task, "steps": args.steps, "micro_batch_size_per_worker": args.micro_batch_size,
+        "workers": max(worlds), "bf16": not args.fp32,
+        "ray_deepspeed": main_run,
+        "ray_deepspeed_by_workers": list(runs.values()),
         "genrm_step": "one forward/backward per micro-batch over D_verify and D_correct stacked",
         "plain_pytorch": [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in plains],
-        "ratio_ray_over_best_plain": round(ray_tps / plain["tokens_per_s"], 3),
+        "ratio_ray_over_best_plain": round(main_run["tokens_per_s"] / plain["tokens_per_s"], 3),
         "note": "both paths share the machine with whatever else runs; see load_average",
-        "load_average": [round(x, 2) for x in __import__("os").getloadavg()],
-        "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
-    print(f"Ray Train + DeepSpeed ZeRO-{args.zero_stage}: {ray_tps:.0f} tokens/s; plain loop: "
-          f"{plain['tokens_per_s']:.0f} tokens/s (best of {args.plain_threads} threads); ratio {out['ratio_ray_over_best_plain']:.2f}")
+    print(f"Ray Train + DeepSpeed ZeRO-{args.zero_stage} ({max(worlds)} workers): {main_run['tokens_per_s']:.0f} tokens/s; "
+          f"plain loop: {plain['tokens_per_s']:.0f} tokens/s (best of {args.plain_threads} threads); "
+          f"ratio {out['ratio_ray_over_best_plain']:.2f}")
+
+
+def _count_parameters(model_dir: Path) -> int:
+    """All parameters of the checkpoint (tied embeddings once), read from its safetensors headers."""
+    from safetensors import safe_open
+
+    total, seen = 0, set()
+    for f in sorted(Path(model_dir).glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as st:
+            for name in st.keys():
+                if name not in seen:
+                    seen.add(name)
+                    shape = st.get_slice(name).get_shape()
+                    n = 1
+                    for d in shape:
+                        n *= d
+                    total += n
+    return total
 
 
 if __name__ == "__main__":

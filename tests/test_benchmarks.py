@@ -4,6 +4,7 @@ working. Their speeds are not asserted: they live in benchmarks/results/ and doc
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,3 +24,44 @@ def test_cpu_engine_settings_quick(tmp_path):
     assert len(results) == 2
     for r in results.values():
         assert r["items"] == 16 and r["score_s"] > 0 and r["generated_tokens"] > 0
+
+
+def _run(script: str, *args: str, timeout: int = 900) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # the script starts its own Ray
+    proc = subprocess.run([sys.executable, script, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+
+
+def test_serve_throughput_quick(tmp_path):
+    out = tmp_path / "serve.json"
+    _run("benchmarks/serve_throughput.py", "--quick", "--out", str(out))
+    r = json.loads(out.read_text())
+    assert r["engine"]["items"] == 4 * 4 and r["engine"]["rewards_per_s"] > 0
+    for path in ("http", "handle"):
+        assert r[path]["rewards_per_s"] > 0 and r["cot_saturation"][path]["rewards_per_s"] > 0
+    assert r["http"]["failures"] == 0 and r["cot_saturation"]["http"]["failures"] == 0
+    ps = r["prefix_sharing"]
+    assert ps["k"] == 4 and ps["nK_shared"]["rationale_tokens"] > 0 and ps["n1_split"]["rationale_tokens"] > 0
+    assert ps["naive_hf_one_at_a_time"]["items"] == 1
+    assert {"dedup_off_cache_off", "dedup_on_cache_off", "dedup_on_cache_on"} <= set(r["grpo_load"])
+    assert all(r["grpo_load"][k]["failures"] == 0 for k in ("dedup_off_cache_off", "dedup_on_cache_off", "dedup_on_cache_on"))
+
+
+def test_train_throughput_short(tmp_path):
+    out = tmp_path / "train.json"
+    _run("benchmarks/train_throughput.py", "--size", "tiny", "--steps", "3", "--problems", "20", "--micro-batch-size", "2",
+         "--workers", "1,2", "--plain-threads", "1", "--zero-stage", "2", "--fp32", "--out", str(out))
+    r = json.loads(out.read_text())
+    assert [run["workers"] for run in r["ray_deepspeed_by_workers"]] == [1, 2]
+    assert all(run["tokens_per_s"] > 0 for run in r["ray_deepspeed_by_workers"]) and r["ratio_ray_over_best_plain"] > 0
+    assert r["model"]["parameters"] > 0
+
+
+def test_serve_scaling_quick(tmp_path):
+    out = tmp_path / "scaling.json"
+    _run("benchmarks/serve_scaling.py", "--quick", "--out", str(out))
+    r = json.loads(out.read_text())
+    assert [p["k"] for p in r["k"]] == [1, 2] and all(p["rationale_tokens"] > 0 for p in r["k"])
+    assert [p["clients"] for p in r["clients"]] == [1, 2]
+    assert all(p["failures"] == 0 and p["requests"] == 2 * p["clients"] for p in r["clients"])
+    assert out.with_suffix(".png").stat().st_size > 0
