@@ -32,29 +32,21 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    cl = results["clients"]
-    xs = [p["clients"] for p in cl]
-    a.plot(xs, [p["rewards_per_s"] for p in cl], "o-", color="C0")
-    a.set_xscale("log", base=2)
-    a.set_xlabel("concurrent clients (HTTP, direct p(Yes))")
-    a.set_ylabel("rewards/s", color="C0")
-    a2 = a.twinx()
-    a2.plot(xs, [p["p99_s"] for p in cl], "s--", color="C3")
-    a2.set_ylabel("p99 latency (s)", color="C3")
-    ks = results["k"]
-    kx = [p["k"] for p in ks]
-    b.plot(kx, [p["rewards_per_s"] for p in ks], "o-", color="C0")
-    b.set_xscale("log", base=2)
-    b.set_xlabel("K rationales per item (GenRM-CoT, in-process)")
-    b.set_ylabel("rewards/s", color="C0")
-    b2 = b.twinx()
-    b2.plot(kx, [p["latency_s"] for p in ks], "s--", color="C3")
-    b2.set_ylabel("request latency (s)", color="C3")
-    for ax in (a, a2, b, b2):
-        ax.set_ylim(bottom=0)  # a flat throughput curve should look flat
-    for ax in (a, b):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    panels = [(results["clients"], "clients", "concurrent clients (HTTP, direct p(Yes))", "p99_s", "p99 latency (s)"),
+              (results["k"], "k", "K rationales per item (GenRM-CoT, in-process)", "latency_s", "request latency (s)")]
+    for ax, (points, x, xlabel, latency, latency_label) in zip(axes, panels):
+        xs = [pt[x] for pt in points]
+        ax.plot(xs, [pt["rewards_per_s"] for pt in points], "o-", color="C0")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("rewards/s", color="C0")
         ax.grid(alpha=0.3)
+        right = ax.twinx()
+        right.plot(xs, [pt[latency] for pt in points], "s--", color="C3")
+        right.set_ylabel(latency_label, color="C3")
+        for side in (ax, right):
+            side.set_ylim(bottom=0)  # a flat throughput curve should look flat
     fig.suptitle(f"reward path scaling: {Path(results['checkpoint']).name}, {results['machine']['cpus']} CPUs")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
