@@ -1,14 +1,17 @@
 #!/usr/bin/env python
-"""vLLM CPU engine settings on a real checkpoint: OpenMP thread binding, eager against compiled.
+"""vLLM CPU engine settings on a real checkpoint: OpenMP thread binding, eager against compiled,
+KV-cache size, KV block size.
 
     python benchmarks/cpu_engine_settings.py [--checkpoint runs/demo] [--items 200] [--quick]
+    python benchmarks/cpu_engine_settings.py --only "KV cache" --only "block size"   # rerun some, keep the rest
 
 Each setting runs in a fresh process (vLLM reads VLLM_CPU_OMP_THREADS_BIND when its engine starts):
 load the checkpoint, score ``--items`` direct verification prompts of the embedded task (arithmetic
 test problems, the task's own right and wrong solutions; the instruction is shared, so the prefix
 cache serves it), then generate 64 tokens for 16 of them (n=4). Reports load, scoring and generation
-time, and prompt tokens/s counting only tokens past the shared instruction. --quick: the tiny
-random-init model and 16 items, for the test suite (speeds not asserted).
+time, and prompt tokens/s counting only tokens past the shared instruction. --only NAME (a part of
+a setting's name, repeatable) runs those settings and updates their entries in the results JSON.
+--quick: the tiny random-init model and 16 items, for the test suite (speeds not asserted).
 Writes benchmarks/results/cpu_engine_settings.json (--quick: under runs/).
 """
 
@@ -26,11 +29,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-# name -> (environment, engine options)
+BOTH_CORES = {"VLLM_CPU_OMP_THREADS_BIND": "0-1"}
+EAGER_128 = {"enforce_eager": True, "block_size": 128}  # vLLM's CPU block size; the library's default is now 32
+# name -> (environment, engine options). The KV cache is 1 GiB unless a setting says otherwise
+# (genrm_ray.env sets VLLM_CPU_KVCACHE_SPACE=1, whole GiB only; the engine option
+# kv_cache_memory_bytes replaces it). The baseline row repeats the 2-thread setting next to the
+# KV-cache and block-size rows, so that they compare within one run.
 SETTINGS = {
-    "default (1 OpenMP thread, core 1 for the scheduler)": ({}, {"enforce_eager": True}),
-    "2 OpenMP threads on cores 0-1": ({"VLLM_CPU_OMP_THREADS_BIND": "0-1"}, {"enforce_eager": True}),
-    "2 threads, compiled (enforce_eager=False)": ({"VLLM_CPU_OMP_THREADS_BIND": "0-1"}, {"enforce_eager": False}),
+    "default (1 OpenMP thread, core 1 for the scheduler)": ({}, EAGER_128),
+    "2 OpenMP threads on cores 0-1": (BOTH_CORES, EAGER_128),
+    "2 threads, compiled (enforce_eager=False)": (BOTH_CORES, {**EAGER_128, "enforce_eager": False}),
+    "2 threads, KV cache 0.25 GiB": (BOTH_CORES, {**EAGER_128, "kv_cache_memory_bytes": 2**28}),
+    "2 threads, 1 GiB KV cache, block size 128 (baseline of the KV and block rows)": (BOTH_CORES, EAGER_128),
+    "2 threads, KV cache 4 GiB": ({**BOTH_CORES, "VLLM_CPU_KVCACHE_SPACE": "4"}, EAGER_128),
+    "2 threads, block size 64": (BOTH_CORES, {**EAGER_128, "block_size": 64}),
+    "2 threads, block size 32": (BOTH_CORES, {**EAGER_128, "block_size": 32}),
 }
 
 
@@ -79,6 +92,7 @@ def main() -> None:
     p.add_argument("--checkpoint", default="runs/demo")
     p.add_argument("--items", type=int, default=200)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--only", action="append", default=[], metavar="NAME", help="run the settings whose name contains NAME")
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one setting (JSON options) here
     p.add_argument("--out", default="")
     args = p.parse_args()
@@ -97,22 +111,31 @@ def main() -> None:
         from genrm_ray.runs import resolve_model_dir
 
         model_dir, items, settings = str(resolve_model_dir(args.checkpoint, "--checkpoint")), args.items, SETTINGS
-    results = {}
+    if args.only:
+        settings = {name: s for name, s in settings.items() if any(part in name for part in args.only)}
+        if not settings:
+            raise SystemExit(f"--only {args.only}: no setting matches; settings: {list(SETTINGS)}")
+    out = Path(args.out or (REPO / "runs" / "cpu_engine_settings_quick.json" if args.quick
+                            else REPO / "benchmarks" / "results" / "cpu_engine_settings.json"))
+    results = json.loads(out.read_text())["settings"] if args.only and out.is_file() else {}
+    failed = []
     for name, (extra_env, options) in settings.items():
         proc = subprocess.run([sys.executable, __file__, "--checkpoint", model_dir, "--items", str(items),
                                "--one", json.dumps(options)], env={**os.environ, **extra_env},
                               capture_output=True, text=True, cwd=REPO, timeout=1800)
         line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
         if proc.returncode != 0 or line is None:
-            raise SystemExit(f"setting {name!r} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+            print(f"setting {name!r} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}", file=sys.stderr)
+            failed.append(name)
+            continue
         results[name] = {"env": extra_env, "engine_options": options, **json.loads(line[len("RESULT "):])}
         print(f"{name}: {results[name]}")
-    out = Path(args.out or (REPO / "runs" / "cpu_engine_settings_quick.json" if args.quick
-                            else REPO / "benchmarks" / "results" / "cpu_engine_settings.json"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"checkpoint": model_dir, "machine": f"{platform.processor() or platform.machine()}, "
-                               f"{os.cpu_count()} logical CPUs", "command": "python benchmarks/cpu_engine_settings.py",
-                               "settings": results}, indent=2) + "\n")
+        out.parent.mkdir(parents=True, exist_ok=True)  # after each setting: a later failure loses nothing
+        out.write_text(json.dumps({"checkpoint": model_dir, "machine": f"{platform.processor() or platform.machine()}, "
+                                   f"{os.cpu_count()} logical CPUs", "command": "python benchmarks/cpu_engine_settings.py",
+                                   "settings": results}, indent=2) + "\n")
+    if failed:
+        raise SystemExit(f"settings that failed: {failed} (the others are in {out})")
     print(f"results: {out}")
 
 

@@ -26,6 +26,27 @@ def test_cpu_engine_settings_quick(tmp_path):
         assert r["items"] == 16 and r["score_s"] > 0 and r["generated_tokens"] > 0
 
 
+def test_cpu_engine_settings_only_names_a_setting():
+    proc = subprocess.run([sys.executable, "benchmarks/cpu_engine_settings.py", "--quick", "--only", "no such setting"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "no setting matches" in proc.stderr
+
+
+def test_engine_profile_quick(tmp_path):
+    out = tmp_path / "profile.json"
+    proc = subprocess.run([sys.executable, "benchmarks/engine_profile.py", "--quick", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    direct, cot = r["phases"]["direct"], r["phases"]["cot"]
+    # vLLM's step annotations were found: direct scoring only prefills, CoT decodes too
+    assert direct["steps"] > 0 and direct["prefill_tokens"] > 0 and direct["decode_tokens"] == 0
+    assert cot["decode_tokens"] > 0 and cot["sampled_positions"] >= cot["decode_tokens"]
+    for phase in (direct, cot):  # the op table was parsed and grouped
+        assert phase["breakdown"]["matmul"]["s"] > 0 and phase["breakdown"]["attention"]["s"] > 0
+        assert phase["matmul_gflop"] > 0
+
+
 def _run(script: str, *args: str, timeout: int = 900) -> None:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # the script starts its own Ray
     proc = subprocess.run([sys.executable, script, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)

@@ -193,6 +193,14 @@ def test_cpu_engines_prefill_whole_prompts_unless_told_otherwise(tmp_path):
     assert engine_kwargs(tmp_path, enable_chunked_prefill=True)["enable_chunked_prefill"] is True
 
 
+def test_cpu_engines_use_32_token_kv_blocks_unless_told_otherwise(tmp_path):
+    # vLLM's CPU default (128) leaves the shared verification instruction uncached (see engine_kwargs)
+    from genrm_ray.engine.vllm_backend import engine_kwargs
+
+    assert engine_kwargs(tmp_path)["block_size"] == 32
+    assert engine_kwargs(tmp_path, block_size=128)["block_size"] == 128
+
+
 def test_cpu_threads_bind_sets_vllms_binding_for_the_engine_this_process_starts(tmp_path, monkeypatch):
     import os
 
@@ -205,3 +213,16 @@ def test_cpu_threads_bind_sets_vllms_binding_for_the_engine_this_process_starts(
     assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == f"0-{os.cpu_count() - 1}"
     engine_kwargs(tmp_path, cpu_threads_bind="0")
     assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "0"
+
+
+def test_an_explicit_kv_cache_size_is_not_replaced_by_the_cpu_default(tmp_path, monkeypatch):
+    # vllm-cpu lets VLLM_CPU_KVCACHE_SPACE (genrm_ray.env: 1 GiB) win over kv_cache_memory_bytes
+    import os
+
+    from genrm_ray.engine.vllm_backend import engine_kwargs
+
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    engine_kwargs(tmp_path)
+    assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "1"  # the default stands unless a size is given
+    assert engine_kwargs(tmp_path, kv_cache_memory_bytes=2**28)["kv_cache_memory_bytes"] == 2**28
+    assert "VLLM_CPU_KVCACHE_SPACE" not in os.environ

@@ -326,7 +326,7 @@ def test_update_weights_drops_stale_prefix_cache(rollout, prompts, hf_model, tin
     import ray
     from transformers import AutoTokenizer
 
-    # vLLM's CPU KV blocks hold 128 tokens and only full blocks are cached: a prompt of 2+ blocks.
+    # Only full KV blocks are cached (32 tokens on CPU here, vLLM's default 128): a prompt of 2+ of either.
     long_prompts = ["".join(prompts * 2)]
     token_ids = list(range(40, 60))
     ray.get(rollout.next_token_logprobs.remote(long_prompts, token_ids))  # fills the prefix cache

