@@ -13,7 +13,12 @@ DeepSpeed runs bf16, with the same bottom layers frozen. Throughput = non-pad to
 the optimizer steps, steps after the first, as genrm_ray.train reports it. --workers lists the Ray
 Train world sizes to run (the plain loop feeds the largest one's batches). --base-model: a
 pretrained model (HF dir, GGUF or built-in name, as `base_model` in a config) instead of a tiny
-random-init preset. Writes benchmarks/results/train_throughput.json (or --out).
+random-init preset. --breakdown: where a step's time goes, from DeepSpeed's own per-step timers
+(`deepspeed.wall_clock_breakdown`: forward, backward compute, gradient reduction across workers
+including the wait for the slower rank, optimizer step with ZeRO's parameter gather; rank 0, steps
+after the first), the loop's step time and what the timers leave out, beside the plain loop's
+forward+backward per micro-batch and optimizer step. Writes
+benchmarks/results/train_throughput.json (or --out).
 """
 
 from __future__ import annotations
@@ -71,7 +76,7 @@ def plain_loop(cfg, steps: int, world: int) -> dict:
     model = AutoModelForCausalLM.from_pretrained(cfg.model.path, dtype=dtype).train()
     freeze_bottom(model, cfg.model.freeze_bottom_layers)
     opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=hp.lr, betas=(0.9, 0.95), weight_decay=hp.weight_decay)
-    times, tokens, losses = [], [], []
+    times, tokens, losses, fb_times, opt_times = [], [], [], [], []
     for step in range(steps):
         batches, real = [], 0
         for rank in range(world):  # the micro-batches the W Ray workers would get for this step
@@ -84,15 +89,35 @@ def plain_loop(cfg, steps: int, world: int) -> dict:
         for mb in batches:
             loss, _ = genrm_loss(model, mb["verify"], mb["correct"], cfg.objective.lambda_correct)  # one pass, as the workers
             (loss / world).backward()
+        t1 = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.deepspeed.gradient_clipping)
         opt.step()
         opt.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - t0)
+        fb_times.append((t1 - t0) / world)
+        opt_times.append(times[-1] - (t1 - t0))
         tokens.append(real)
         losses.append(loss.item())
     timed = slice(1, None) if steps > 1 else slice(None)
+    mean_ms = lambda xs: 1000 * sum(xs[timed]) / len(xs[timed])  # noqa: E731
     return {"tokens_per_s": sum(tokens[timed]) / sum(times[timed]), "steps": steps,
-            "torch_threads": torch.get_num_threads(), "final_loss": losses[-1]}
+            "torch_threads": torch.get_num_threads(), "final_loss": losses[-1],
+            "ms_forward_backward_per_micro_batch": mean_ms(fb_times), "ms_optimizer_step": mean_ms(opt_times)}
+
+
+def deepspeed_breakdown(worker_log: Path) -> dict[str, float]:
+    """Mean ms per optimizer step of DeepSpeed's wall_clock_breakdown timers (rank 0's
+    `time (ms) | fwd_microstep: ... | ...` lines in its worker log), steps after the first."""
+    import re
+
+    lines = [line for line in worker_log.read_text().splitlines() if "time (ms)" in line and "fwd_microstep" in line]
+    lines = [line for i, line in enumerate(lines) if i == 0 or line != lines[i - 1]]  # DeepSpeed prints each twice
+    rows = [dict((k, float(v)) for k, v in re.findall(r"\|\s*(\w+): ([\d.]+)", line)) for line in lines]
+    rows = rows[1:] if len(rows) > 1 else rows
+    if not rows:
+        raise SystemExit(f"{worker_log}: no DeepSpeed wall_clock_breakdown lines (was deepspeed.wall_clock_breakdown set?)")
+    names = ["fwd_microstep", "bwd_inner_microstep", "bwd_allreduce_microstep", "step_microstep"]
+    return {name.removesuffix("_microstep"): round(sum(r.get(name, 0.0) for r in rows) / len(rows), 1) for name in names}
 
 
 def main() -> None:
@@ -109,6 +134,7 @@ def main() -> None:
     p.add_argument("--micro-batch-size", type=int, default=16)
     p.add_argument("--problems", type=int, default=300)
     p.add_argument("--fp32", action="store_true", help="fp32 instead of bf16 in both paths")
+    p.add_argument("--breakdown", action="store_true", help="DeepSpeed's per-step timers (forward, backward, reduction, step)")
     p.add_argument("--plain-threads", default="2,1", help="torch threads for the plain loop, one run each")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "train_throughput.json")
     args = p.parse_args()
@@ -139,6 +165,7 @@ def main() -> None:
         cfg.train.lr = 2e-4 if args.base_model else 1e-3
         cfg.train.warmup_steps, cfg.train.checkpoint_every = 1, 10**6
         cfg.deepspeed.zero_stage, cfg.deepspeed.bf16 = args.zero_stage, not args.fp32
+        cfg.deepspeed.wall_clock_breakdown = args.breakdown
         cfg.logging.progress_bar, cfg.logging.wandb_mode = False, "disabled"
         cfg.scaling.resources_per_worker = {"CPU": args.cpus_per_worker}
 
@@ -162,6 +189,19 @@ def main() -> None:
                            "wall_s_including_startup": round(time.perf_counter() - t, 1),
                            "final_loss": round(result.loss_curves["loss"][-1], 4),
                            "padding_share": round(result.padding_share, 4)}
+            if args.breakdown:
+                timers = deepspeed_breakdown(Path(cfg.output_dir) / "worker_0.log")
+                steps = [json.loads(x) for x in (Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines()][1:]
+                loop_ms = 1000 * sum(m["step_time_s"] for m in steps) / len(steps)
+                gaps = [b["wall_time"] - a["wall_time"] - b["step_time_s"] for a, b in zip(steps, steps[1:])]
+                runs[world]["deepspeed_ms_per_step_rank0"] = {
+                    **timers, "train_step (the loop's step time)": round(loop_ms, 1),
+                    # the loss (cross-entropy over the vocabulary) runs after the engine's forward
+                    # and before its backward, so outside both timers
+                    "outside the timers (loss, bookkeeping)": round(loop_ms - sum(timers.values()), 1),
+                    # not in tokens/s: ray.train.report, the metrics log, the next batch, the token count
+                    "between steps (report, logging, data)": round(1000 * sum(gaps) / max(len(gaps), 1), 1)}
+                runs[world]["tokens_per_step"] = round(sum(m["tokens"] for m in steps) / len(steps))
             print(f"Ray Train + DeepSpeed, {world} worker(s): {result.tokens_per_s:.0f} tokens/s", flush=True)
         ray.shutdown()
         params = _count_parameters(model_dir)

@@ -71,9 +71,14 @@ def test_serve_throughput_quick(tmp_path):
 def test_train_throughput_short(tmp_path):
     out = tmp_path / "train.json"
     _run("benchmarks/train_throughput.py", "--size", "tiny", "--steps", "3", "--problems", "20", "--micro-batch-size", "2",
-         "--workers", "1,2", "--plain-threads", "1", "--zero-stage", "2", "--fp32", "--out", str(out))
+         "--workers", "1,2", "--plain-threads", "1", "--zero-stage", "2", "--fp32", "--breakdown", "--out", str(out))
     r = json.loads(out.read_text())
     assert [run["workers"] for run in r["ray_deepspeed_by_workers"]] == [1, 2]
+    for run in r["ray_deepspeed_by_workers"]:  # DeepSpeed's wall_clock_breakdown lines were found in rank 0's log
+        timers = run["deepspeed_ms_per_step_rank0"]
+        assert {"fwd", "bwd_inner", "bwd_allreduce", "step"} <= set(timers) and timers["fwd"] > 0 and timers["step"] > 0
+        assert timers["train_step (the loop's step time)"] > 0 and run["tokens_per_step"] > 0
+    assert r["plain_pytorch"][0]["ms_forward_backward_per_micro_batch"] > 0
     assert all(run["tokens_per_s"] > 0 for run in r["ray_deepspeed_by_workers"]) and r["ratio_ray_over_best_plain"] > 0
     assert r["model"]["parameters"] > 0
 

@@ -62,6 +62,9 @@ class DeepSpeedConfig:
     # the hardware runs it fast: GPUs, and CPUs with AVX512-BF16 / AMX (genrm_ray.env.cpu_has_fast_bf16).
     bf16: bool | None = None
     gradient_clipping: float = 1.0
+    # DeepSpeed's own per-step timings (forward, backward, gradient reduction, optimizer step; ms),
+    # printed by rank 0 into its worker log (worker_0.log) each step: where a slow step's time goes.
+    wall_clock_breakdown: bool = False
 
 
 @dataclass

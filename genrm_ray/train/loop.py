@@ -346,7 +346,8 @@ def _train(cfg: TrainConfig, console: TextIO) -> None:
         torch.distributed.all_reduce(counts)  # global token counts
         tokens, pad = int(counts[0]), int(counts[1])
         metrics = {"step": step + 1, **terms, "lr": lr, "tokens": tokens, "pad_tokens": pad,
-                   "padding_share": pad / (tokens + pad), "step_time_s": step_time, "tokens_per_s": tokens / step_time}
+                   "padding_share": pad / (tokens + pad), "step_time_s": step_time, "tokens_per_s": tokens / step_time,
+                   "wall_time": time.time()}  # the gaps between steps hold the report, logging and the data
         if logger:
             logger.log(metrics)  # before report: a step that finished is logged even if a peer dies next
         if (step + 1) % hp.checkpoint_every == 0 or step + 1 == hp.max_steps:

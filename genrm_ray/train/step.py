@@ -44,8 +44,8 @@ def deepspeed_config(ds: DeepSpeedConfig, micro_batch_size: int, grad_accum: int
         # "tests" its own optimizers with ZeRO, and refuses a client one with offload unless told to.
         "zero_allow_untested_optimizer": True,
         "zero_force_ds_cpu_optimizer": False,
-        "steps_per_print": 10**9,  # we log ourselves
-        "wall_clock_breakdown": False,
+        "steps_per_print": 10**9,  # we log ourselves (wall_clock_breakdown prints every step regardless)
+        "wall_clock_breakdown": ds.wall_clock_breakdown,
     }
 
 
