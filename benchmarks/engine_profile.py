@@ -187,12 +187,11 @@ def main() -> None:
         run(profiled_items)
         wall_s = time.perf_counter() - t
         backend.llm.stop_profile()
-        table_file = next(iter(sorted(trace_dir.glob(f"{name}*.profiler_out.txt"))), None)
         for _ in range(60):  # the worker writes its table and trace after stop_profile returns
+            table_file = next(iter(sorted(trace_dir.glob(f"{name}*.profiler_out.txt"))), None)
             if table_file and any(trace_dir.glob(f"{name}*.pt.trace.json.gz")):
                 break
             time.sleep(1)
-            table_file = next(iter(sorted(trace_dir.glob(f"{name}*.profiler_out.txt"))), None)
         if table_file is None:
             raise SystemExit(f"vLLM wrote no profiler table under {trace_dir}")
         table, tokens = parse_table(table_file), step_tokens(trace_dir, name)
