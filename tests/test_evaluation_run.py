@@ -92,3 +92,26 @@ def test_eval_job_end_to_end(ray_cluster, tiny_model_dir, tmp_path):
     for png in ["best_of_n_test.png", "best_of_n_ood.png", "cot_k_test.png", "best_of_n_file_problems.jsonl.png"]:
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+    # reuse_pool: a second run ranks the first run's solutions (a subset: 2 test problems, 8 of 32 each)
+    # with one verifier, without sampling; its pass@1 and grades come from those same solutions.
+    again = tmp_path / "eval-reused"
+    proc = subprocess.run([
+        sys.executable, str(JOB), "--config", str(TEST_CONFIG), f"models.policy={m}", f"models.genrm_direct={m}",
+        "problems.splits=[test]", "problems.n=2", "pool.n=8", "ns=[1,2,4,8]", "report_n=8", "judge=false",
+        "judge_cot=false", "adaptive_k=false", f"reuse_pool={out}", f"output_dir={again}",
+    ], cwd=REPO, env={**os.environ, **ray_cluster.env}, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "[pool] reusing the first 8 solutions of each of 2 problems" in proc.stdout
+    reused = [json.loads(line) for line in (again / "scores.jsonl").read_text().splitlines()]
+    first = {(r["problem_id"], r["sample_index"]): r for r in scores if r["set"] == "test"}
+    assert len(reused) == 16 and {r["sample_index"] for r in reused} == set(range(8))
+    for r in reused:
+        orig = first[(r["problem_id"], r["sample_index"])]
+        assert (r["solution"], r["correct"], r["solution_tokens"]) == (orig["solution"], orig["correct"], orig["solution_tokens"])
+        assert r["scores"]["GenRM"] == pytest.approx(orig["scores"]["GenRM"], abs=1e-4)  # same model and input, other batches
+    res = json.loads((again / "results.json").read_text())["sets"]["test"]
+    by_problem: dict[str, list[bool]] = {}
+    for r in reused:
+        by_problem.setdefault(r["problem_id"], []).append(r["correct"])
+    assert res["pass@1"]["mean"] == pytest.approx(sum(pass_at_n(c, 1) for c in by_problem.values()) / 2)

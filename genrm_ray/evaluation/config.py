@@ -73,6 +73,11 @@ class EvalConfig:
     judge_cot: bool = True  # LLM-as-a-judge (CoT) with models.judge, K = cot.k
     self_consistency: bool = True
     majority_subsets: int = 200  # random subsets per problem for self-consistency
+    # An earlier evaluation's output dir (or its scores.jsonl): rank its solutions (the first pool.n of each
+    # problem, graded again) instead of sampling new ones, so verifiers scored in separate runs, or on a
+    # subset (fewer problems, a smaller pool), are compared on the same solutions. vLLM's CPU sampling is
+    # not reproducible from the seed, so a resampled pool would differ.
+    reuse_pool: str = ""
     output_dir: str = ""  # "" = runs/eval-<timestamp>
     ray_address: str = ""  # "" = $RAY_ADDRESS if set, else a local Ray
 
@@ -97,6 +102,9 @@ def check_config(cfg: EvalConfig) -> None:
     if not cfg.ns or any(n < 1 for n in cfg.ns):
         raise EvalInputError(f"ns must be a non-empty list of N >= 1, got {cfg.ns}")
     check_sampling(cfg.pool, "pool")
+    if cfg.reuse_pool and not (Path(cfg.reuse_pool).is_file() or (Path(cfg.reuse_pool) / "scores.jsonl").is_file()):
+        raise EvalInputError(f"reuse_pool: {cfg.reuse_pool} is neither a scores.jsonl nor an evaluation's output dir "
+                             "holding one")
     if max(cfg.ns) > cfg.pool.n:
         raise EvalInputError(f"ns: N={max(cfg.ns)} exceeds pool.n={cfg.pool.n} (Best-of-N draws N of the pool)")
     if cfg.report_n not in cfg.ns:

@@ -165,6 +165,45 @@ def build_pools(cfg: EvalConfig, sets: dict[str, list[Problem]], log=print) -> d
     return pools
 
 
+def load_pools(cfg: EvalConfig, sets: dict[str, list[Problem]], path: Path, log=print) -> dict[str, list[PoolProblem]]:
+    """The pools of an earlier evaluation (its scores.jsonl, from write_scores): the first pool.n solutions
+    of each problem, graded again by the task. Its verifier scores are not kept: every verifier of this
+    config scores the solutions again."""
+    f = path / "scores.jsonl" if path.is_dir() else path
+    rows: dict[str, dict[int, dict[str, Any]]] = {}
+    with f.open() as lines:
+        for lineno, line in enumerate(lines, 1):
+            try:
+                r = json.loads(line)
+                rows.setdefault(str(r["problem_id"]), {})[int(r["sample_index"])] = {
+                    "solution": str(r["solution"]), "truncated": bool(r.get("truncated")),
+                    "solution_tokens": r.get("solution_tokens")}
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                raise EvalInputError(f"reuse_pool: {f}:{lineno}: not a scores.jsonl row ({type(e).__name__}: {e})") from None
+    n = cfg.pool.n
+    shared: dict[str, PoolProblem] = {}
+    for set_name, problems in sets.items():
+        for prob in problems:
+            got = rows.get(prob.id)
+            if got is None:
+                raise EvalInputError(f"reuse_pool: problem {prob.id} of set {set_name!r} is not in {f}; it was made "
+                                     "from other problems (problems.task / n / seed / files must select a subset of its)")
+            if any(i not in got for i in range(n)):
+                raise EvalInputError(f"reuse_pool: problem {prob.id} has {len(got)} solutions in {f}, fewer than "
+                                     f"pool.n={n}")
+            if prob.id in shared:
+                continue
+            task = get_task(prob.task)
+            picked = [got[i] for i in range(n)]
+            sols = [r["solution"] for r in picked]
+            tokens = [r["solution_tokens"] for r in picked]
+            shared[prob.id] = PoolProblem(prob, sols, [task.is_correct(s, prob) for s in sols],
+                                          [task.extract_answer(s) for s in sols], [r["truncated"] for r in picked],
+                                          [int(t) for t in tokens] if all(t is not None for t in tokens) else [])
+    log(f"[pool] reusing the first {n} solutions of each of {len(shared)} problems from {f}")
+    return {name: [shared[prob.id] for prob in problems] for name, problems in sets.items()}
+
+
 def score_pools(cfg: EvalConfig, pools: dict[str, list[PoolProblem]], spec: VerifierSpec) -> None:
     """Score every solution of every pool with one verifier (a Ray Data pass); fills PoolProblem fields."""
     import ray

@@ -187,6 +187,7 @@ def write_scores(pools: dict[str, list[PoolProblem]], path: Path) -> None:
                         "set": set_name, "problem_id": pp.problem.id, "sample_index": i, "solution": sol,
                         "correct": pp.correct[i], "answer": pp.answers[i],
                         "truncated": pp.truncated[i] if pp.truncated else None,
+                        "solution_tokens": pp.solution_tokens[i] if pp.solution_tokens else None,
                         "scores": {k: v[i] for k, v in pp.scores.items()},
                         # CoT verifiers: rationales drawn, and how many were cut before the verdict
                         "rationales": {k: {"k": pp.k_used[k][i], "unfinished": v[i]} for k, v in pp.unfinished.items()},

@@ -9,7 +9,7 @@ from typing import Any
 
 from genrm_ray.evaluation.config import EvalConfig
 from genrm_ray.evaluation.metrics import pool_metrics
-from genrm_ray.evaluation.pools import build_pools, load_problem_sets, score_pools, verifier_specs
+from genrm_ray.evaluation.pools import build_pools, load_pools, load_problem_sets, score_pools, verifier_specs
 from genrm_ray.evaluation.report import markdown_report, plot_set, write_scores
 from genrm_ray.tasks import Problem
 
@@ -28,7 +28,7 @@ def run_evaluation(cfg: EvalConfig, out: Path, sets: dict[str, list[Problem]] | 
     log(f"[eval] -> {out}; sets: " + ", ".join(f"{k} ({len(v)})" for k, v in sets.items()))
     timings = {}
     t = time.perf_counter()
-    pools = build_pools(cfg, sets, log=log)
+    pools = load_pools(cfg, sets, Path(cfg.reuse_pool), log=log) if cfg.reuse_pool else build_pools(cfg, sets, log=log)
     timings["sampling"] = round(time.perf_counter() - t, 1)
     for spec in specs:
         t = time.perf_counter()
