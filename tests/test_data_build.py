@@ -46,7 +46,8 @@ def test_share_is_checked_and_the_default_keeps_old_cache_keys():
             check_hard_negative_share(bad)
     with_share = DataBuildConfig(hard_negative_share=0.1)
     assert cache_key(with_share) != cache_key(DataBuildConfig())
-    # A folder built before the option existed (no such key) keeps its key when the share is 0.
+    assert cache_key(DataBuildConfig(balance_per_problem=True)) != cache_key(DataBuildConfig())
+    # A folder built before these options existed (no such keys) keeps its key while they are off.
     import hashlib
     import json
 
@@ -54,7 +55,7 @@ def test_share_is_checked_and_the_default_keeps_old_cache_keys():
     from genrm_ray.data.build import DATA_VERSION
 
     d = to_dict(DataBuildConfig())
-    for key in ("cache_dir", "hard_negative_share"):
+    for key in ("cache_dir", "hard_negative_share", "balance_per_problem"):
         d.pop(key)
     d["policy"]["train"].pop("logging")
     d["policy"]["train"].pop("output_dir")

@@ -41,6 +41,24 @@ def test_direct_is_balanced_and_consistent(labelled):
     assert len(unbalanced) == len(labelled)
 
 
+def test_per_problem_balance_gives_every_problem_as_many_yes_as_no():
+    """An easy problem with 3 right and 1 wrong, a hard one with 1 right and 3 wrong, one with only wrong
+    solutions: global balance keeps the problem-level imbalance, per-problem balance removes it."""
+    task = get_task("arithmetic")
+    easy, hard, unsolved = task.generate("train", 3, seed=0)
+    items = [LabelledSolution(easy, f"r{i}", True) for i in range(3)] + [LabelledSolution(easy, "w0", False)]
+    items += [LabelledSolution(hard, "r0", True)] + [LabelledSolution(hard, f"w{i}", False) for i in range(3)]
+    items += [LabelledSolution(unsolved, f"w{i}", False) for i in range(2)]
+    for seed in range(5):
+        records = build_verify_direct(items, balance=True, seed=seed, per_problem=True)
+        counts = {pid: [r.label for r in records if r.problem_id == pid] for pid in {r.problem_id for r in records}}
+        assert counts.keys() == {easy.id, hard.id}  # a problem without a right solution contributes nothing
+        assert all(labels.count(True) == labels.count(False) == 1 for labels in counts.values())
+    glob = build_verify_direct(items, balance=True, seed=0)
+    assert sum(r.label for r in glob) == len(glob) - sum(r.label for r in glob) == 4
+    assert sum(r.label for r in glob if r.problem_id == easy.id) == 3  # every right solution of the easy problem
+
+
 def test_cot_keeps_only_rationales_whose_verdict_matches(labelled):
     task = get_task("last_letter")
 

@@ -75,6 +75,10 @@ class DataBuildConfig:
     # wrong solutions (reference, wrong letter, skipped word, ...) that bootstrap a balanced set when
     # the policy alone is too weak or too strong. 0 = policy samples only.
     bootstrap_candidates: int = 4
+    # D_verify / D_cot balance Yes and No within each train problem instead of over the whole set
+    # (sft.balance_labels); a problem needs both a right and a wrong solution to contribute. Global
+    # balance let a direct GenRM on arithmetic score problems, not solutions (docs/evaluation.md).
+    balance_per_problem: bool = False
     # Hard negatives: the adversarial suite's wrong responses (genrm_ray.attacks: master keys, injected
     # verdicts, look-alikes, bare wrong answers, ...) on TRAIN problems, labelled No, mixed into D_verify
     # and D_cot as this share of each (0 = none; at most 0.5). The held-out set stays clean.
@@ -103,8 +107,9 @@ def cache_key(build: DataBuildConfig) -> str:
     d.pop("cache_dir")
     d["policy"]["train"].pop("logging")
     d["policy"]["train"].pop("output_dir")
-    if not d["hard_negative_share"]:  # added later: data without hard negatives keeps its old key
-        d.pop("hard_negative_share")
+    for key in ["hard_negative_share", "balance_per_problem"]:  # added later: off keeps the old key
+        if not d[key]:
+            d.pop(key)
     d["version"] = DATA_VERSION
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -185,8 +190,10 @@ def _build(build: DataBuildConfig, folder: Path, log) -> dict[str, Any]:
     stats["pool_heldout"] = _counts(pool_heldout)
 
     seed = build.task.seed
-    verify = sft.build_verify_direct(pool_train, balance=True, seed=seed)
-    cot, cot_stats = sft.build_verify_cot(pool_train, task.verification_rationale, balance=True, seed=seed)
+    per_problem = build.balance_per_problem
+    verify = sft.build_verify_direct(pool_train, balance=True, seed=seed, per_problem=per_problem)
+    cot, cot_stats = sft.build_verify_cot(pool_train, task.verification_rationale, balance=True, seed=seed,
+                                          per_problem=per_problem)
     if build.hard_negative_share > 0:
         verify, cot, stats["hard_negatives"] = mix_hard_negatives(task, train, verify, cot, build.hard_negative_share, seed)
     correct = sft.build_correct(_dedupe(pool_train + references))

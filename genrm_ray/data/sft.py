@@ -57,23 +57,37 @@ T = TypeVar("T")
 
 
 def balance_labels(
-    items: Sequence[T], seed: int = 0, label: Callable[[T], bool] = lambda x: x.correct
+    items: Sequence[T], seed: int = 0, label: Callable[[T], bool] = lambda x: x.correct,
+    problem: Callable[[T], str] | None = None,
 ) -> list[T]:
-    """Downsample the larger class so Yes and No are equally frequent (seeded, order shuffled)."""
+    """Downsample the larger class so Yes and No are equally frequent (seeded, order shuffled).
+
+    With ``problem`` (item -> problem id), within every problem: each keeps as many right as wrong
+    solutions, and a problem with only one class is dropped. A verifier then cannot score a solution
+    by how easy its problem looks, which global balance allows, because easy problems contribute most
+    of the right solutions (docs/evaluation.md: within-problem AUROC at chance).
+    """
     rng = random.Random(seed)
-    pos = [x for x in items if label(x)]
-    neg = [x for x in items if not label(x)]
-    n = min(len(pos), len(neg))
-    kept = rng.sample(pos, n) + rng.sample(neg, n)
+    groups: dict[str, list[T]] = {}
+    for x in items:
+        groups.setdefault(problem(x) if problem else "", []).append(x)
+    kept: list[T] = []
+    for group in groups.values():
+        pos = [x for x in group if label(x)]
+        neg = [x for x in group if not label(x)]
+        n = min(len(pos), len(neg))
+        kept += rng.sample(pos, n) + rng.sample(neg, n)
     rng.shuffle(kept)
     return kept
 
 
 def build_verify_direct(
-    items: Sequence[LabelledSolution], balance: bool = True, seed: int = 0
+    items: Sequence[LabelledSolution], balance: bool = True, seed: int = 0, per_problem: bool = False
 ) -> list[SFTRecord]:
-    """D_verify for direct GenRM: (x, y, I) -> " Yes" / " No"."""
-    chosen = balance_labels(items, seed) if balance else list(items)
+    """D_verify for direct GenRM: (x, y, I) -> " Yes" / " No". ``per_problem``: balance within each
+    problem (balance_labels)."""
+    by_problem = (lambda x: x.problem.id) if per_problem else None
+    chosen = balance_labels(items, seed, problem=by_problem) if balance else list(items)
     return [
         SFTRecord(
             kind="verify_direct",
@@ -104,12 +118,14 @@ def build_verify_cot(
     rationale_fn: Callable[[Problem, str], str],
     balance: bool = True,
     seed: int = 0,
+    per_problem: bool = False,
 ) -> tuple[list[SFTRecord], CotBuildStats]:
     """D_cot: (x, y, I_cot) -> rationale ending in the verdict question and verdict.
 
     ``rationale_fn`` is a task's programmatic ``verification_rationale`` or a teacher. As in the
     paper, a rationale is kept only when its verdict matches the true label; the stats say how many
-    were dropped and why. Balancing happens after filtering, so the kept set is balanced.
+    were dropped and why. Balancing happens after filtering, so the kept set is balanced
+    (``per_problem``: within each problem, as balance_labels does).
     """
     kept: list[tuple[LabelledSolution, str]] = []
     wrong = missing = 0
@@ -122,7 +138,8 @@ def build_verify_cot(
             wrong += 1
         else:
             kept.append((x, rationale))
-    chosen = balance_labels(kept, seed, label=lambda pair: pair[0].correct) if balance else kept
+    by_problem = (lambda pair: pair[0].problem.id) if per_problem else None
+    chosen = balance_labels(kept, seed, label=lambda pair: pair[0].correct, problem=by_problem) if balance else kept
     records = [
         SFTRecord(
             kind="verify_cot",
