@@ -10,12 +10,11 @@ import random
 
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
 from genrm_ray.models import create_tiny_model
 from genrm_ray.train.data import Example, collate
-import torch.nn.functional as F
-
 from genrm_ray.train.step import concat_batches, genrm_loss, lm_loss, objective_loss, token_losses
 
 
