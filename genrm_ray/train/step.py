@@ -108,28 +108,12 @@ def concat_batches(a: Batch, b: Batch) -> Batch:
 
 
 def token_losses(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next-token cross-entropy [B, T-1] (0 off the targets) and the 0/1 target mask [B, T-1].
-
-    The LM head and its cross-entropy run at target positions only. A verify example has one or two
-    target tokens (the verdict) among ~300, and the vocabulary-sized head with its fp32 softmax at
-    every position was the largest cost outside DeepSpeed's timers (docs/performance.md).
-    ``logits_to_keep=1`` makes the HF model apply its head to the last position alone; a forward hook
-    on its decoder keeps the final hidden states. ``model`` is the HF model or a DeepSpeed engine.
-    """
-    inner = getattr(model, "module", model)
-    hidden: list[torch.Tensor] = []
-    hook = inner.get_decoder().register_forward_hook(lambda _m, _args, out: hidden.append(out.last_hidden_state))
-    try:
-        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=1)
-    finally:
-        hook.remove()
+    """Next-token cross-entropy [B, T-1] and the 0/1 target mask [B, T-1] of its positions."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     # Position t predicts token t+1; the loss counts where token t+1 is a target token.
-    mask = batch["loss_mask"][:, 1:]
-    at = mask.bool()
-    logits = inner.get_output_embeddings()(hidden[-1][:, :-1][at])
-    per_target = F.cross_entropy(logits.float(), batch["input_ids"][:, 1:][at], reduction="none")
-    per_token = per_target.new_zeros(mask.shape).masked_scatter(at, per_target)
-    return per_token, mask.float()
+    logits, targets, mask = logits[:, :-1], batch["input_ids"][:, 1:], batch["loss_mask"][:, 1:].float()
+    per_token = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+    return per_token.view_as(mask), mask
 
 
 def masked_mean(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
