@@ -86,6 +86,11 @@ class EvalInputError(ConfigError):
     """Bad evaluation input found before anything expensive starts."""
 
 
+def reused_scores_file(path: Path) -> Path:
+    """reuse_pool's file: the path itself, or the scores.jsonl inside an evaluation's output dir."""
+    return path / "scores.jsonl" if path.is_dir() else path
+
+
 def check_config(cfg: EvalConfig) -> None:
     """Everything checkable without Ray or a model; raises EvalInputError naming the key."""
     if not cfg.models.policy:
@@ -102,7 +107,7 @@ def check_config(cfg: EvalConfig) -> None:
     if not cfg.ns or any(n < 1 for n in cfg.ns):
         raise EvalInputError(f"ns must be a non-empty list of N >= 1, got {cfg.ns}")
     check_sampling(cfg.pool, "pool")
-    if cfg.reuse_pool and not (Path(cfg.reuse_pool).is_file() or (Path(cfg.reuse_pool) / "scores.jsonl").is_file()):
+    if cfg.reuse_pool and not reused_scores_file(Path(cfg.reuse_pool)).is_file():
         raise EvalInputError(f"reuse_pool: {cfg.reuse_pool} is neither a scores.jsonl nor an evaluation's output dir "
                              "holding one")
     if max(cfg.ns) > cfg.pool.n:

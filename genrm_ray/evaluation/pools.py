@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from genrm_ray.evaluation.config import EvalConfig, EvalInputError
+from genrm_ray.evaluation.config import EvalConfig, EvalInputError, reused_scores_file
 from genrm_ray.runs import resolve_model_dir, resolve_policy_dir
 from genrm_ray.tasks import Problem, get_task
 
@@ -135,6 +135,13 @@ def load_problem_sets(cfg: EvalConfig) -> dict[str, list[Problem]]:
     return sets
 
 
+def graded(prob: Problem, solutions: list[str], truncated: list[bool], solution_tokens: list[int]) -> PoolProblem:
+    """A problem's pool, graded by its task (sampled by build_pools or read back by load_pools)."""
+    task = get_task(prob.task)
+    return PoolProblem(prob, solutions, [task.is_correct(s, prob) for s in solutions],
+                       [task.extract_answer(s) for s in solutions], truncated, solution_tokens)
+
+
 def build_pools(cfg: EvalConfig, sets: dict[str, list[Problem]], log=print) -> dict[str, list[PoolProblem]]:
     """Sample pool.n solutions per problem with the policy (Ray Data + vLLM), grade them."""
     from genrm_ray.data.sampling import sample_solutions, truncated_share, truncation_warning
@@ -149,14 +156,11 @@ def build_pools(cfg: EvalConfig, sets: dict[str, list[Problem]], log=print) -> d
         by_problem.setdefault(s.problem_id, []).append(s)
     shared: dict[str, PoolProblem] = {}  # one object per problem: a problem in two sets is scored once
     for pid, prob in unique.items():
-        task = get_task(prob.task)
         got = by_problem.get(pid, [])
         if len(got) != p.n:
             raise RuntimeError(f"problem {pid}: expected {p.n} samples, got {len(got)}")
-        sols = [s.solution for s in got]
-        shared[pid] = PoolProblem(prob, sols, [task.is_correct(s, prob) for s in sols],
-                                  [task.extract_answer(s) for s in sols], [s.finish_reason == "length" for s in got],
-                                  [s.tokens for s in got])
+        shared[pid] = graded(prob, [s.solution for s in got], [s.finish_reason == "length" for s in got],
+                             [s.tokens for s in got])
     pools = {name: [shared[prob.id] for prob in problems] for name, problems in sets.items()}
     for name, problems in sets.items():
         if warning := truncation_warning(truncated_share([s for prob in problems for s in by_problem[prob.id]]),
@@ -169,7 +173,7 @@ def load_pools(cfg: EvalConfig, sets: dict[str, list[Problem]], path: Path, log=
     """The pools of an earlier evaluation (its scores.jsonl, from write_scores): the first pool.n solutions
     of each problem, graded again by the task. Its verifier scores are not kept: every verifier of this
     config scores the solutions again."""
-    f = path / "scores.jsonl" if path.is_dir() else path
+    f = reused_scores_file(path)
     rows: dict[str, dict[int, dict[str, Any]]] = {}
     with f.open() as lines:
         for lineno, line in enumerate(lines, 1):
@@ -184,6 +188,8 @@ def load_pools(cfg: EvalConfig, sets: dict[str, list[Problem]], path: Path, log=
     shared: dict[str, PoolProblem] = {}
     for set_name, problems in sets.items():
         for prob in problems:
+            if prob.id in shared:
+                continue
             got = rows.get(prob.id)
             if got is None:
                 raise EvalInputError(f"reuse_pool: problem {prob.id} of set {set_name!r} is not in {f}; it was made "
@@ -191,15 +197,10 @@ def load_pools(cfg: EvalConfig, sets: dict[str, list[Problem]], path: Path, log=
             if any(i not in got for i in range(n)):
                 raise EvalInputError(f"reuse_pool: problem {prob.id} has {len(got)} solutions in {f}, fewer than "
                                      f"pool.n={n}")
-            if prob.id in shared:
-                continue
-            task = get_task(prob.task)
             picked = [got[i] for i in range(n)]
-            sols = [r["solution"] for r in picked]
             tokens = [r["solution_tokens"] for r in picked]
-            shared[prob.id] = PoolProblem(prob, sols, [task.is_correct(s, prob) for s in sols],
-                                          [task.extract_answer(s) for s in sols], [r["truncated"] for r in picked],
-                                          [int(t) for t in tokens] if all(t is not None for t in tokens) else [])
+            shared[prob.id] = graded(prob, [r["solution"] for r in picked], [r["truncated"] for r in picked],
+                                     [int(t) for t in tokens] if all(t is not None for t in tokens) else [])
     log(f"[pool] reusing the first {n} solutions of each of {len(shared)} problems from {f}")
     return {name: [shared[prob.id] for prob in problems] for name, problems in sets.items()}
 
