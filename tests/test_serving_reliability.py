@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from genrm_ray.serving.loadtest import kill_one_replica, run_load, running_replicas, wait_for_replicas
+from genrm_ray.serving.loadtest import kill_one_replica, run_load, wait_for_replicas
 from genrm_ray.tasks import get_task
 
 pytestmark = pytest.mark.slow
@@ -33,7 +33,8 @@ def bodies(seed: int = 0):
 
 def test_autoscales_up_survives_a_replica_kill_and_scales_down(reward_server):
     app, dep = reward_server.app_name, reward_server.cfg.deployment.name
-    assert running_replicas(app, dep) == 1
+    # Earlier tests share this app and their load may have scaled it up: start from one replica.
+    wait_for_replicas(app, dep, 1, timeout_s=120)
     stop, result = threading.Event(), {}
     load = threading.Thread(target=lambda: result.update(report=run_load(
         reward_server.base_url + "/v1/rewards", bodies(), clients=16, total=None, headers=reward_server.headers, stop=stop)))
