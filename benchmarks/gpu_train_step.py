@@ -54,7 +54,7 @@ def genrm_batches(vocab: int, batch: int, seq_len: int, device: str, gen: torch.
 
 
 def run_stage(stage: int, args, device: str) -> dict:
-    from genrm_ray.train.step import build_engine, train_step
+    from genrm_ray.train.step import TargetTokenLoss, build_engine, train_step
 
     torch.manual_seed(0)
     config = LlamaConfig(**SIZES[args.size], max_position_embeddings=args.seq_len, tie_word_embeddings=True)
@@ -64,7 +64,7 @@ def run_stage(stage: int, args, device: str) -> dict:
     params = sum(p.numel() for p in model.parameters())
     # micro_batch_size counts the rows of one set, as in genrm_ray.train; the model sees 2x that.
     hp = TrainHParams(max_steps=1000, micro_batch_size=args.batch // 2, grad_accum=1, lr=1e-4, warmup_steps=1)
-    engine = build_engine(model, DeepSpeedConfig(zero_stage=stage, bf16=True, gradient_clipping=1.0), hp)
+    engine = build_engine(TargetTokenLoss(model), DeepSpeedConfig(zero_stage=stage, bf16=True, gradient_clipping=1.0), hp)
     gen = torch.Generator().manual_seed(0)
     tokens_per_step = args.batch * args.seq_len  # batch/2 verify + batch/2 correct sequences, one pass
     times, losses = [], []

@@ -61,7 +61,7 @@ def plain_loop(cfg, steps: int, world: int) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from genrm_ray.train.data import BatchStream, load_examples
-    from genrm_ray.train.step import freeze_bottom, genrm_loss
+    from genrm_ray.train.step import TargetTokenLoss, freeze_bottom, genrm_loss
 
     hp = cfg.train
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
@@ -75,6 +75,7 @@ def plain_loop(cfg, steps: int, world: int) -> dict:
     dtype = torch.bfloat16 if cfg.deepspeed.bf16 else torch.float32
     model = AutoModelForCausalLM.from_pretrained(cfg.model.path, dtype=dtype).train()
     freeze_bottom(model, cfg.model.freeze_bottom_layers)
+    model = TargetTokenLoss(model)  # the loss the workers compute (the head at target positions only)
     opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=hp.lr, betas=(0.9, 0.95), weight_decay=hp.weight_decay)
     times, tokens, losses, fb_times, opt_times = [], [], [], [], []
     for step in range(steps):

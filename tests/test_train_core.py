@@ -383,3 +383,49 @@ def test_gpu_benchmark_script_runs_on_cpu_without_ray_or_vllm(tmp_path):
     for r in report["results"]:
         assert r["tokens_per_step"] == 4 * 64 and r["tokens_per_s"] > 0 and r["model_tflops"] > 0
         assert r["parameters"] > 10_000 and all(math.isfinite(x) for x in r["loss"])
+
+
+ENGINE_GRAD_NORM = """
+import json, os, random, sys, torch
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[2], RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+torch.distributed.init_process_group("gloo")
+from transformers import AutoModelForCausalLM
+from genrm_ray.train.config import DeepSpeedConfig, TrainHParams
+from genrm_ray.train.data import Example, collate
+from genrm_ray.train.step import TargetTokenLoss, build_engine, lm_loss, train_step
+
+def batch(seed):
+    rng, rows = random.Random(seed), []
+    for _ in range(4):
+        n = rng.randint(10, 30); start = rng.randint(1, n - 1)
+        rows.append(Example([rng.randrange(3, 200) for _ in range(n)], [0] * start + [1] * (n - start), 0.0))
+    return collate(rows, pad_id=2)[0]
+
+micro = [batch(1), batch(2)]
+load = lambda: TargetTokenLoss(AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32))
+ref = load()
+(sum(lm_loss(ref, b) for b in micro) / 2).backward()
+out = {"reference": torch.sqrt(sum((p.grad ** 2).sum() for p in ref.parameters() if p.grad is not None)).item()}
+hp = TrainHParams(max_steps=10, micro_batch_size=4, grad_accum=2, lr=1e-3, warmup_steps=1)
+for stage in (2, 3):
+    ds = DeepSpeedConfig(zero_stage=stage, bf16=False, gradient_clipping=100.0, wall_clock_breakdown=True)
+    engine = build_engine(load(), ds, hp)
+    train_step(engine, [{"correct": b} for b in micro], "policy", 1.0)
+    out[stage] = float(engine.get_global_grad_norm())
+print(json.dumps(out))
+"""
+
+
+def test_engine_runs_its_backward_hooks_on_the_target_token_loss(assets):
+    """The loss must be the DeepSpeed engine's own output: its hooks on that output start the timers
+    (wall_clock_breakdown fails otherwise) and divide by grad_accum. Two micro-batches through
+    ZeRO-2 and ZeRO-3 give the gradient norm of plain torch's mean over both."""
+    from tests.fixtures.ray_cluster import free_port
+
+    proc = subprocess.run([sys.executable, "-c", ENGINE_GRAD_NORM, str(assets["model"]), str(free_port())],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    norms = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert norms["reference"] > 0
+    for stage in ("2", "3"):
+        assert norms[stage] == pytest.approx(norms["reference"], rel=1e-4), stage  # x2 without the scaling

@@ -1,7 +1,8 @@
 """genrm_ray.train.step's losses on a plain module (fast tier: no Ray, no DeepSpeed engine).
 
-GenRM's step runs D_verify and D_correct as ONE forward/backward over both batches stacked; the
-loss and the gradients must be those of the two separate passes it replaced.
+The LM losses apply the head at target positions only (TargetTokenLoss); loss and gradients must be
+those of the full logits. GenRM's step runs D_verify and D_correct as ONE forward/backward over both
+batches stacked; the loss and the gradients must be those of the two separate passes it replaced.
 """
 
 from __future__ import annotations
@@ -10,18 +11,19 @@ import random
 
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
 from genrm_ray.models import create_tiny_model
 from genrm_ray.train.data import Example, collate
-from genrm_ray.train.step import concat_batches, genrm_loss, lm_loss, objective_loss
+from genrm_ray.train.step import TargetTokenLoss, concat_batches, genrm_loss, lm_loss, objective_loss, token_losses
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     path = create_tiny_model(tmp_path_factory.mktemp("train_step") / "model", size="tiny", seed=0)
     torch.manual_seed(0)
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).train()
+    return TargetTokenLoss(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).train())
 
 
 def _batch(rng: random.Random, rows: int, lengths: tuple[int, int], vocab: int) -> dict[str, torch.Tensor]:
@@ -40,10 +42,32 @@ def _grads(model: torch.nn.Module, loss: torch.Tensor) -> dict[str, torch.Tensor
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+def test_head_at_targets_only_equals_full_logits(model):
+    batch = _batch(random.Random(3), 5, (8, 40), model.lm.config.vocab_size)
+    logits = model.lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    mask = batch["loss_mask"][:, 1:].float()
+    full = F.cross_entropy(logits.flatten(0, 1), batch["input_ids"][:, 1:].flatten(), reduction="none").view_as(mask)
+    expected = _grads(model, (full * mask).sum() / mask.sum())
+
+    per_token, got_mask = token_losses(model, batch)
+    torch.testing.assert_close(got_mask, mask)
+    torch.testing.assert_close(per_token, full * mask, rtol=1e-5, atol=1e-6)  # 0 off the targets
+    got = _grads(model, lm_loss(model, batch))
+    assert got.keys() == expected.keys() and len(got) > 0
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_lm_losses_refuse_an_unwrapped_model(model):
+    batch = _batch(random.Random(4), 2, (10, 20), model.lm.config.vocab_size)
+    with pytest.raises(TypeError, match="wrapped in TargetTokenLoss, got LlamaForCausalLM"):
+        lm_loss(model.lm, batch)
+
+
 @pytest.mark.parametrize("lam", [1.0, 0.3])
 def test_genrm_single_pass_equals_two_passes(model, lam):
     rng = random.Random(0)
-    vocab = model.config.vocab_size
+    vocab = model.lm.config.vocab_size
     # Different row counts and widths: stacking must pad the narrower batch and keep each mean its own.
     verify, correct = _batch(rng, 4, (20, 60), vocab), _batch(rng, 3, (5, 25), vocab)
     assert verify["input_ids"].shape[1] != correct["input_ids"].shape[1]
@@ -64,7 +88,7 @@ def test_genrm_single_pass_equals_two_passes(model, lam):
 
 
 def test_genrm_without_correct_set_is_verify_alone(model):
-    verify = _batch(random.Random(1), 3, (10, 30), model.config.vocab_size)
+    verify = _batch(random.Random(1), 3, (10, 30), model.lm.config.vocab_size)
     for correct, lam in [(None, 1.0), (verify, 0.0)]:
         loss, terms = genrm_loss(model, verify, correct, lam)
         assert set(terms) == {"loss_verify"}
@@ -72,7 +96,7 @@ def test_genrm_without_correct_set_is_verify_alone(model):
 
 
 def test_objective_loss_names_its_terms(model):
-    batch = _batch(random.Random(2), 2, (10, 20), model.config.vocab_size)
+    batch = _batch(random.Random(2), 2, (10, 20), model.lm.config.vocab_size)
     _, terms = objective_loss(model, {"correct": batch}, "policy", 1.0)
     assert set(terms) == {"loss_correct"}
     _, terms = objective_loss(model, {"verify": batch, "correct": batch}, "genrm", 0.5)

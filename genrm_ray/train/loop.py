@@ -49,7 +49,7 @@ from genrm_ray.run_logger import RunLogger
 from genrm_ray.runs import require_hf_model_dir
 from genrm_ray.train.config import TrainConfig, check_train_config, resolve_bf16
 from genrm_ray.train.data import BatchStream, Example, load_examples
-from genrm_ray.train.step import build_engine, freeze_bottom, train_step
+from genrm_ray.train.step import TargetTokenLoss, build_engine, freeze_bottom, train_step, unwrap_lm
 
 CHECKPOINT_TAG = "ds"  # DeepSpeed tag dir inside each Ray checkpoint
 # Ray Train's INFO lines (one "Reporting training result" per step per worker) drown the progress
@@ -203,6 +203,7 @@ def _collect(result, run_dir: Path) -> TrainResult:
 
 
 def _load_model(cfg: TrainConfig) -> torch.nn.Module:
+    """The module the engine wraps: the classifier, or the causal LM in TargetTokenLoss."""
     torch.manual_seed(cfg.train.seed)  # the classifier's new score head must start equal on every rank
     if cfg.objective.name == "discriminative":
         model = AutoModelForSequenceClassification.from_pretrained(cfg.model.path, num_labels=1, dtype=torch.float32)
@@ -212,7 +213,7 @@ def _load_model(cfg: TrainConfig) -> torch.nn.Module:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
     freeze_bottom(model, cfg.model.freeze_bottom_layers)
-    return model
+    return model if cfg.objective.name == "discriminative" else TargetTokenLoss(model)
 
 
 def _real_and_pad(micro: dict[str, dict[str, torch.Tensor]]) -> tuple[int, int]:
@@ -282,7 +283,7 @@ def _export_hf(engine, export: Path, tokenizer, rank: int) -> None:
         # save_pretrained drops tied duplicates (lm_head = embed_tokens; safetensors refuses shared
         # tensors), and names in config.json the class trained (a classifier from an LM checkpoint
         # says ...ForSequenceClassification) and the dtype of the weights.
-        engine.module.save_pretrained(export, state_dict=state_dict)
+        unwrap_lm(engine.module).save_pretrained(export, state_dict=state_dict)
         tokenizer.save_pretrained(export)
     torch.distributed.barrier()
 

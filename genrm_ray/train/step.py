@@ -107,13 +107,50 @@ def concat_batches(a: Batch, b: Batch) -> Batch:
     return {k: torch.cat([pad(a[k]), pad(b[k])]) for k in a.keys() & b.keys()}
 
 
+class TargetTokenLoss(torch.nn.Module):
+    """A causal LM whose forward returns the next-token cross-entropy at target positions only.
+
+    A verify example has one or two target tokens (the verdict) among ~300, and the vocabulary-sized
+    head with its fp32 softmax at every position was the largest cost of a step outside DeepSpeed's
+    timers (docs/performance.md). Here the decoder runs over every position and the head only where
+    the next token is a target.
+
+    Why a module and not a function on the HF model's outputs: the DeepSpeed engine hooks what its
+    forward returns to run ZeRO's backward prologue, the gradient-accumulation scaling and the
+    timers; a loss computed outside the engine's outputs skips them. The engine wraps this module,
+    so the loss IS its output. It holds the HF model's own children under their own names, so its
+    state dict (DeepSpeed checkpoints, the export) has the HF model's keys.
+    """
+
+    def __init__(self, lm: torch.nn.Module):
+        super().__init__()
+        for name, child in lm.named_children():
+            self.add_module(name, child)
+        self.__dict__["lm"] = lm  # not registered: its parameters are the children's above
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy [B, T-1] of token t+1 at position t, 0 where token t+1 is not a target."""
+        hidden = self.lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        at = loss_mask[:, 1:].bool()
+        logits = self.lm.get_output_embeddings()(hidden[:, :-1][at])
+        per_target = F.cross_entropy(logits.float(), input_ids[:, 1:][at], reduction="none")
+        return per_target.new_zeros(at.shape).masked_scatter(at, per_target)
+
+
+def unwrap_lm(module: torch.nn.Module) -> torch.nn.Module:
+    """The HF model inside a TargetTokenLoss (the module itself otherwise: a classifier)."""
+    return module.lm if isinstance(module, TargetTokenLoss) else module
+
+
 def token_losses(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next-token cross-entropy [B, T-1] and the 0/1 target mask [B, T-1] of its positions."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    # Position t predicts token t+1; the loss counts where token t+1 is a target token.
-    logits, targets, mask = logits[:, :-1], batch["input_ids"][:, 1:], batch["loss_mask"][:, 1:].float()
-    per_token = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
-    return per_token.view_as(mask), mask
+    """Next-token cross-entropy [B, T-1] (0 off the targets) and the 0/1 target mask [B, T-1].
+
+    ``model`` is a TargetTokenLoss or a DeepSpeed engine around one.
+    """
+    if not isinstance(getattr(model, "module", model), TargetTokenLoss):
+        raise TypeError(f"token_losses needs the causal LM wrapped in TargetTokenLoss, got {type(model).__name__}")
+    per_token = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], loss_mask=batch["loss_mask"])
+    return per_token, batch["loss_mask"][:, 1:].float()
 
 
 def masked_mean(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
