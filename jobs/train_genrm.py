@@ -133,9 +133,11 @@ def print_summary(s: dict, run_dir: Path) -> None:
     h = s["heldout"]
     print("\n=== GenRM summary ===")
     how = f"GenRM-CoT, K={h['cot_k']} rationales at T={h['cot_temperature']}, {h['unfinished_share']:.1%} cut; " if "cot_k" in h else ""
+    within = "n/a" if h.get("within_problem_auroc") is None else f"{h['within_problem_auroc']:.3f}"
     print(f"held-out verification: {how}accuracy {h['accuracy']:.3f}  AUROC {h['auroc']:.3f}  "
           f"({h['n']} pairs, {h['positives']} correct; mean score {h['mean_score_correct']:.3f} on correct, "
-          f"{h['mean_score_wrong']:.3f} on wrong)")
+          f"{h['mean_score_wrong']:.3f} on wrong)\n"
+          f"  within-problem AUROC {within} over the {h.get('problems_with_both', 0)} problems with a right and a wrong pair")
     print("final losses: " + "  ".join(f"{k} {v:.4f}" for k, v in s["final_loss"].items()))
     print(f"training: {s['steps']} steps, {s['train_tokens_per_s']:.0f} tokens/s, ZeRO-{s['zero_stage']}, "
           f"{s['num_workers']} workers")

@@ -29,6 +29,15 @@ def test_cot_verifier_is_scored_on_heldout_pairs_by_sampling_rationales(tiny_mod
         [VerifyItem("last_letter", *prompts_of(r)) for r in records], cot)
     pos = [x.reward for x, r in zip(expected, records) if r.label]
     assert metrics["mean_score_correct"] == pytest.approx(sum(pos) / len(pos), abs=1e-4)
+    # Within-problem AUROC, brute force: per problem, the share of (right, wrong) pairs ranked right.
+    per_problem = []
+    for pid in {r.problem_id for r in records}:
+        right = [x.reward for x, r in zip(expected, records) if r.problem_id == pid and r.label]
+        wrong = [x.reward for x, r in zip(expected, records) if r.problem_id == pid and not r.label]
+        if right and wrong:
+            per_problem.append(sum((a > b) + 0.5 * (a == b) for a in right for b in wrong) / (len(right) * len(wrong)))
+    assert metrics["problems_with_both"] == len(per_problem) > 0
+    assert metrics["within_problem_auroc"] == pytest.approx(sum(per_problem) / len(per_problem), abs=1e-3)
 
 
 def prompts_of(record) -> tuple[str, str]:
