@@ -20,7 +20,7 @@ from genrm_ray.evaluation.metrics import (
     pool_metrics,
     within_problem_auroc,
 )
-from genrm_ray.evaluation.pools import PoolProblem, VerifierSpec
+from genrm_ray.evaluation.pools import PoolProblem, VerifierSpec, first_copies
 from genrm_ray.evaluation.report import markdown_report
 from genrm_ray.tasks import get_task
 
@@ -313,3 +313,10 @@ def test_compute_matched_counts_solution_and_rationale_tokens():
     assert p is not None and p["accuracy"] > max(q["accuracy"] for q in sc if q["tokens"] <= p["tokens"])
     text = markdown_report({"report_n": 4, "sets": {"test": m}})
     assert "verification pays from" in text
+
+
+@given(st.lists(st.sampled_from(["a", "b", "c", "d"]), max_size=12))
+def test_first_copies_points_each_solution_at_its_earliest_identical_one(solutions):
+    first = first_copies(solutions)
+    for i, j in enumerate(first):
+        assert solutions[j] == solutions[i] and j == solutions.index(solutions[i])

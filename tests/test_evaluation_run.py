@@ -82,6 +82,15 @@ def test_eval_job_end_to_end(ray_cluster, tiny_model_dir, tmp_path):
             cut = sum(r["rationales"][v]["unfinished"] for r in rows)
             assert s["cot_unfinished_share"][v] == pytest.approx(cut / sum(r["rationales"][v]["k"] for r in rows))
         assert all(set(r["rationales"]) == set(cot_names) for r in rows)
+        # scoring.dedup: copies of a solution within a problem share its scores.
+        for rs in by_problem.values():
+            seen: dict[str, dict] = {}
+            for r in rs:
+                first = seen.setdefault(r["solution"], r)
+                assert r["scores"] == first["scores"]
+    distinct = len({(r["problem_id"], r["solution"]) for r in scores})
+    for v in verifiers:
+        assert results["scored_solutions"][v] == {"solutions": len(scores), "scored": distinct}
     problems = {p.id: p for p in task.generate("test", 3, seed=0)}
     for r in scores:
         if r["set"] == "test":

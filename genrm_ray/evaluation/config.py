@@ -54,6 +54,9 @@ class ScoringPassConfig:
     num_gpus: float = 0.0
     engine_options: dict[str, Any] = field(default_factory=dict)
     discriminative_batch_size: int = 32  # sequences per classifier forward pass
+    # Score a solution repeated within a problem's pool once (its copies share the result): a policy
+    # repeats its easy answers verbatim, and each CoT scoring of one costs K rationales.
+    dedup: bool = True
 
 
 @dataclass

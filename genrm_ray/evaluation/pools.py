@@ -11,7 +11,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -205,13 +205,26 @@ def load_pools(cfg: EvalConfig, sets: dict[str, list[Problem]], path: Path, log=
     return {name: [shared[prob.id] for prob in problems] for name, problems in sets.items()}
 
 
-def score_pools(cfg: EvalConfig, pools: dict[str, list[PoolProblem]], spec: VerifierSpec) -> None:
-    """Score every solution of every pool with one verifier (a Ray Data pass); fills PoolProblem fields."""
+def first_copies(solutions: Sequence[str]) -> list[int]:
+    """For each solution, the index of its first identical copy in the list (itself when it is new)."""
+    first: dict[str, int] = {}
+    return [first.setdefault(sol, i) for i, sol in enumerate(solutions)]
+
+
+def score_pools(cfg: EvalConfig, pools: dict[str, list[PoolProblem]], spec: VerifierSpec) -> dict[str, int]:
+    """Score every solution of every pool with one verifier (a Ray Data pass); fills PoolProblem fields.
+
+    With scoring.dedup, a solution repeated within a problem's pool is scored once and its copies get
+    that result, rationale tokens and K included, so compute figures still count every copy. Returns
+    the number of solutions and of scored ones."""
     import ray
 
     unique = {pp.problem.id: pp for pool in pools.values() for pp in pool}
+    source = {pid: first_copies(pp.solutions) if cfg.scoring.dedup else list(range(len(pp.solutions)))
+              for pid, pp in unique.items()}
     rows = [{"problem_id": pid, "sample_index": i, "task": pp.problem.task, "question": pp.problem.question,
-             "solution": sol} for pid, pp in unique.items() for i, sol in enumerate(pp.solutions)]
+             "solution": sol} for pid, pp in unique.items() for i, sol in enumerate(pp.solutions) if source[pid][i] == i]
+    total = sum(len(pp.solutions) for pp in unique.values())
     s = cfg.scoring
     ds = ray.data.from_items(rows).map_batches(
         VerifierScorer,
@@ -223,12 +236,11 @@ def score_pools(cfg: EvalConfig, pools: dict[str, list[PoolProblem]], spec: Veri
     if len(got) != len(rows):
         raise RuntimeError(f"{spec.name}: scored {len(got)} of {len(rows)} solutions")
     for pid, pp in unique.items():
-        results = [got[(pid, i)] for i in range(len(pp.solutions))]
+        results = [got[(pid, source[pid][i])] for i in range(len(pp.solutions))]
         pp.scores[spec.name] = [float(r["reward"]) for r in results]
         pp.p_yes[spec.name] = [json.loads(r["p_yes"]) for r in results]
         pp.k_used[spec.name] = [int(r["k_used"]) for r in results]
         pp.tokens[spec.name] = [int(r["rationale_tokens"]) for r in results]
         if spec.mode == "cot":
             pp.unfinished[spec.name] = [int(r["unfinished"]) for r in results]
-
-
+    return {"solutions": total, "scored": len(rows)}

@@ -26,7 +26,7 @@ def run_evaluation(cfg: EvalConfig, out: Path, sets: dict[str, list[Problem]] | 
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval_config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
     log(f"[eval] -> {out}; sets: " + ", ".join(f"{k} ({len(v)})" for k, v in sets.items()))
-    timings = {}
+    timings, scored = {}, {}
     t = time.perf_counter()
     pools = load_pools(cfg, sets, Path(cfg.reuse_pool), log=log) if cfg.reuse_pool else build_pools(cfg, sets, log=log)
     timings["sampling"] = round(time.perf_counter() - t, 1)
@@ -34,8 +34,10 @@ def run_evaluation(cfg: EvalConfig, out: Path, sets: dict[str, list[Problem]] | 
         t = time.perf_counter()
         log(f"[eval] scoring with {spec.name} ({spec.kind}, {spec.mode}{', adaptive K' if spec.adaptive else ''}) "
             f"from {spec.model_dir}")
-        score_pools(cfg, pools, spec)
+        scored[spec.name] = score_pools(cfg, pools, spec)
         timings[spec.name] = round(time.perf_counter() - t, 1)
+        log(f"[eval] {spec.name}: scored {scored[spec.name]['scored']} distinct of {scored[spec.name]['solutions']} "
+            f"solutions in {timings[spec.name]} s")
     results = {
         "task": cfg.problems.task,
         "ns": cfg.ns,
@@ -43,6 +45,7 @@ def run_evaluation(cfg: EvalConfig, out: Path, sets: dict[str, list[Problem]] | 
         "verifiers": [{"name": s.name, "kind": s.kind, "mode": s.mode, "adaptive": s.adaptive, "model_dir": s.model_dir}
                       for s in specs],
         "sets": {name: pool_metrics(cfg, pool, specs) for name, pool in pools.items()},
+        "scored_solutions": scored,  # distinct solutions scored per verifier (scoring.dedup)
         "wall_s": {**timings, "total": round(time.perf_counter() - t_start, 1)},
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
