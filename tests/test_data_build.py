@@ -3,6 +3,8 @@ adversarial suite, their share and labels, and the cache key."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from genrm_ray import prompts
@@ -47,6 +49,7 @@ def test_share_is_checked_and_the_default_keeps_old_cache_keys():
     with_share = DataBuildConfig(hard_negative_share=0.1)
     assert cache_key(with_share) != cache_key(DataBuildConfig())
     assert cache_key(DataBuildConfig(balance_per_problem=True)) != cache_key(DataBuildConfig())
+    assert cache_key(DataBuildConfig(rationale_format="decomposed")) != cache_key(DataBuildConfig())
     # A folder built before these options existed (no such keys) keeps its key while they are off.
     import hashlib
     import json
@@ -55,9 +58,52 @@ def test_share_is_checked_and_the_default_keeps_old_cache_keys():
     from genrm_ray.data.build import DATA_VERSION
 
     d = to_dict(DataBuildConfig())
-    for key in ("cache_dir", "hard_negative_share", "balance_per_problem"):
+    for key in ("cache_dir", "hard_negative_share", "balance_per_problem", "rationale_format"):
         d.pop(key)
     d["policy"]["train"].pop("logging")
     d["policy"]["train"].pop("output_dir")
     d["version"] = DATA_VERSION
     assert cache_key(DataBuildConfig()) == hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def test_a_build_that_changes_only_d_verify_reuses_the_policy_and_samples_of_a_finished_one(tmp_path, monkeypatch):
+    """Folders with the same policy and sampling settings share one set of samples, so D_verify
+    variants (rationale format, hard negatives, balance) are compared on the same solutions."""
+    import dataclasses
+    import json
+
+    import genrm_ray.data.build as build_mod
+    from genrm_ray.config import to_dict
+    from genrm_ray.data.build import TaskConfig, build_or_reuse
+    from genrm_ray.data.sampling import Sample
+
+    quoted = DataBuildConfig(task=TaskConfig(name="arithmetic", n_train=8, n_heldout=4),
+                             bootstrap_candidates=2, cache_dir=str(tmp_path))
+    task = get_task("arithmetic")
+    problems = task.generate("train", 8, seed=0) + task.generate("validation", 4, seed=0)
+    finished = tmp_path / f"arithmetic-{cache_key(quoted)}"  # as a finished build leaves it
+    finished.mkdir()
+    (finished / "build_config.json").write_text(json.dumps(to_dict(quoted)))
+    (finished / "stats.json").write_text(json.dumps({"base_model": "/base", "policy": "/policy", "sampling_s": 9.0}))
+    samples = [Sample(p.id, i, task.reference_solution(p) if i == 0 else "The answer is 1.", "stop", 12)
+               for p in problems for i in range(2)]
+    (finished / "samples.jsonl").write_text("".join(json.dumps(dataclasses.asdict(s)) + "\n" for s in samples))
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the policy or its samples were built again")
+
+    monkeypatch.setattr(build_mod, "sample_solutions", must_not_run)
+    monkeypatch.setattr(build_mod, "_base_and_policy", must_not_run)
+    decomposed = dataclasses.replace(quoted, rationale_format="decomposed")
+    logs: list[str] = []
+    built = build_or_reuse(decomposed, log=logs.append)
+    assert built.folder != finished and not built.reused
+    assert built.stats["samples_from"] == str(finished) and built.policy == Path("/policy")
+    assert (built.folder / "samples.jsonl").read_text() == (finished / "samples.jsonl").read_text()
+    assert any("reusing the policy and samples of" in line for line in logs)
+    cot = [json.loads(line) for line in built.verify_cot.read_text().splitlines()]
+    assert cot and any(" * " in r["target"] and r["target"].count("=") > 2 * r["target"].count("Step ") for r in cot)
+    # Another sampling temperature means other samples: nothing to reuse, so it would sample.
+    hotter = dataclasses.replace(quoted, sampling=dataclasses.replace(quoted.sampling, temperature=1.3))
+    with pytest.raises(AssertionError, match="built again"):
+        build_or_reuse(hotter)

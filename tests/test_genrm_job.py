@@ -85,7 +85,8 @@ def _bad_sft_file(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", ["missing_config", "unknown_key", "wrong_type", "missing_dataset", "malformed_dataset",
-                                  "bad_backend", "missing_model_dir", "greedy_cot_eval", "zero_stage"])
+                                  "bad_backend", "missing_model_dir", "greedy_cot_eval", "zero_stage",
+                                  "rationale_format"])
 def test_bad_input_exits_nonzero_with_clear_message_before_training(case, tmp_path):
     run_dir = tmp_path / "run"
     tiny = ["--config", str(REPO / "configs" / "test_tiny.yaml"), f"run_dir={run_dir}"]
@@ -102,6 +103,8 @@ def test_bad_input_exits_nonzero_with_clear_message_before_training(case, tmp_pa
                               f"data.base_model.path: '{tmp_path}' is neither a Hugging Face model dir"),
         "greedy_cot_eval": (tiny + ["eval.cot.temperature=0"], "eval.cot.temperature: temperature=0 (greedy)"),
         "zero_stage": (tiny + ["genrm.deepspeed.zero_stage=1"], "'genrm.deepspeed.zero_stage' must be one of [2, 3]"),
+        "rationale_format": (tiny + ["data.rationale_format=decomposed"],
+                             "data.rationale_format: task 'last_letter' writes rationales as quoted; got 'decomposed'"),
     }[case]
     proc = _run_job(*args)
     assert proc.returncode == 2, proc.stdout + proc.stderr

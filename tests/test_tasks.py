@@ -558,3 +558,85 @@ def test_questions_outside_the_generators_are_still_graded_and_verified():
         assert task.is_correct(good, p)
         assert task.verification_rationale(p, good).endswith(YES_LINE)
         assert task.verification_rationale(p, "The answer is zz 9.").endswith(NO_LINE)
+
+
+# ---- rationale formats --------------------------------------------------------------------------
+
+
+def chains_hold(recomputed: str) -> bool:
+    """Independent reading of a recomputation: within each chain ("a, so b" has two) every
+    "="-separated part evaluates to the same number."""
+    from genrm_ray.tasks.mathtext import evaluate
+
+    for chain in recomputed.split(", so "):
+        values = [evaluate(part) for part in chain.split(" = ")]
+        if None in values or len(set(values)) != 1:
+            return False
+    return True
+
+
+@given(st.integers(0, 5000), st.sampled_from("+-*/"), st.integers(1, 500))
+def test_decomposed_recomputation_is_a_true_chain_ending_on_the_value(a, op, b):
+    from genrm_ray.tasks.mathtext import worked
+
+    quoted = worked(Fraction(a), op, Fraction(b))
+    decomposed = worked(Fraction(a), op, Fraction(b), "decomposed")
+    value = quoted.rpartition(" = ")[2]
+    assert quoted.startswith(f"{a} {op} {b} = ") and quoted.count("=") == 1
+    assert decomposed.endswith(f"{a} {op} {b} = {value}") or decomposed.startswith(f"{a} {op} {b} = ")
+    assert decomposed.rpartition(" = ")[2] == value
+    if decomposed != quoted:
+        assert chains_hold(decomposed), decomposed
+    exact = {"+": a + b, "-": a - b, "*": a * b, "/": Fraction(a, b)}[op]
+    if exact.denominator == 1 and exact >= 0 and op in "+-*" and len(str(b)) > 1 and b % 10:
+        assert decomposed.count("=") >= 3  # split into place-value parts
+
+
+def test_decomposed_format_examples_and_unknown_format():
+    from genrm_ray.tasks.mathtext import worked
+
+    F = Fraction
+    assert worked(F(161), "*", F(23), "decomposed") == "161 * 23 = 161 * 20 + 161 * 3 = 3220 + 483 = 3703"
+    assert worked(F(161), "*", F(3), "decomposed") == "161 * 3 = 100 * 3 + 60 * 3 + 1 * 3 = 300 + 180 + 3 = 483"
+    assert worked(F(161), "-", F(28), "decomposed") == "161 - 28 = 161 - 20 - 8 = 141 - 8 = 133"
+    assert worked(F(3220), "/", F(7), "decomposed") == "460 * 7 = 3220, so 3220 / 7 = 460"
+    assert worked(F(7), "*", F(8), "decomposed") == "7 * 8 = 56"  # nothing to split
+    assert worked(F(7), "/", F(2), "decomposed") == "7 / 2 = 3.5"  # not integral: stays quoted
+    with pytest.raises(ValueError, match="unknown rationale format 'terse'"):
+        worked(F(1), "+", F(12), "terse")
+
+
+@pytest.mark.parametrize("name", ["arithmetic", "gsm8k"])
+def test_decomposed_rationales_keep_every_claim_and_verdict(name):
+    """Against the quoted rationale of the same candidate: the same lines, each quoting the same claim
+    and ending on the same verdict; only the recomputation between them is worked out."""
+    task = get_task(name)
+    assert task.rationale_formats == ("quoted", "decomposed")
+    problems = task.generate("train", 120, seed=3) if name == "arithmetic" else task.load(GSM8K_HEAD)
+    rng, longer = random.Random(0), 0
+    for p in problems:
+        for c in task.candidate_solutions(p, 6, rng):
+            quoted = task.verification_rationale(p, c.solution).split("\n")
+            decomposed = task.verification_rationale(p, c.solution, rationale_format="decomposed").split("\n")
+            assert len(quoted) == len(decomposed) and quoted[-2:] == decomposed[-2:]  # final answer, verdict
+            for q, d in zip(quoted, decomposed):
+                claim_q, _, rest_q = q.partition("; ")
+                claim_d, _, rest_d = d.partition("; ")
+                assert claim_q == claim_d
+                assert rest_q.rsplit(". ", 1)[-1] == rest_d.rsplit(". ", 1)[-1]  # Correct. / Wrong.
+                if rest_d != rest_q:
+                    longer += 1
+                    recomputed = rest_d.rsplit(". ", 1)[0]
+                    assert chains_hold(recomputed), recomputed
+    assert longer > 50
+
+
+def test_tasks_without_math_reject_the_decomposed_format():
+    from genrm_ray.config import ConfigError
+    from genrm_ray.data.build import check_rationale_format
+
+    check_rationale_format("arithmetic", "decomposed")
+    for name in ("last_letter", "word_sort"):
+        assert get_task(name).rationale_formats == ("quoted",)
+        with pytest.raises(ConfigError, match=rf"data.rationale_format: task '{name}' writes rationales as quoted"):
+            check_rationale_format(name, "decomposed")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import random
@@ -29,7 +30,14 @@ from typing import Any
 from genrm_ray import env, prompts
 from genrm_ray.config import ConfigError, to_dict
 from genrm_ray.data import sft
-from genrm_ray.data.sampling import SamplingConfig, grade, sample_solutions, truncated_share, truncation_warning
+from genrm_ray.data.sampling import (
+    Sample,
+    SamplingConfig,
+    grade,
+    sample_solutions,
+    truncated_share,
+    truncation_warning,
+)
 from genrm_ray.data.sft import LabelledSolution
 from genrm_ray.models.pretrained import resolve_base_model
 from genrm_ray.tasks import Problem, get_task
@@ -83,6 +91,9 @@ class DataBuildConfig:
     # verdicts, look-alikes, bare wrong answers, ...) on TRAIN problems, labelled No, mixed into D_verify
     # and D_cot as this share of each (0 = none; at most 0.5). The held-out set stays clean.
     hard_negative_share: float = 0.0
+    # How the programmatic CoT rationales write each recomputation: "quoted" or, on math tasks,
+    # "decomposed" (place-value parts; genrm_ray.tasks.mathtext.worked).
+    rationale_format: str = "quoted"
     cache_dir: str = ""  # "" = <GENRM_CACHE_DIR>/genrm_data
 
 
@@ -107,11 +118,39 @@ def cache_key(build: DataBuildConfig) -> str:
     d.pop("cache_dir")
     d["policy"]["train"].pop("logging")
     d["policy"]["train"].pop("output_dir")
-    for key in ["hard_negative_share", "balance_per_problem"]:  # added later: off keeps the old key
-        if not d[key]:
+    for key, off in [("hard_negative_share", 0.0), ("balance_per_problem", False), ("rationale_format", "quoted")]:
+        if d[key] == off:  # added later: off keeps the old key
             d.pop(key)
     d["version"] = DATA_VERSION
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def samples_key(build: dict[str, Any]) -> str:
+    """Hash of the settings that make the policy and its samples (``build`` as build_config.json
+    holds it): folders that differ only in how D_verify is made from the samples share them."""
+    d = {k: copy.deepcopy(build[k]) for k in ("task", "base_model", "policy", "sampling")}
+    d["policy"]["train"].pop("logging", None)
+    d["policy"]["train"].pop("output_dir", None)
+    d["version"] = DATA_VERSION
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_rationale_format(task_name: str, rationale_format: str, key: str = "data.rationale_format") -> None:
+    formats = get_task(task_name).rationale_formats
+    if rationale_format not in formats:
+        raise ConfigError(f"{key}: task {task_name!r} writes rationales as {', '.join(formats)}; got {rationale_format!r}")
+
+
+def _finished_sibling(folder: Path, build: DataBuildConfig) -> Path | None:
+    """A complete cache folder next to ``folder`` with the same policy and samples, if any."""
+    want = samples_key(to_dict(build))
+    for other in sorted(folder.parent.glob(f"{build.task.name}-*")):
+        config = other / "build_config.json"
+        if other == folder or not (other / "stats.json").is_file() or not config.is_file():
+            continue
+        if samples_key(json.loads(config.read_text())) == want:
+            return other
+    return None
 
 
 def build_or_reuse(build: DataBuildConfig, log=print) -> BuiltData:
@@ -153,26 +192,22 @@ def _build(build: DataBuildConfig, folder: Path, log) -> dict[str, Any]:
     references = [LabelledSolution(p, task.reference_solution(p), True) for p in train]
     stats: dict[str, Any] = {"n_train_problems": len(train), "n_heldout_problems": len(heldout)}
     policy_done = folder / "policy.json"
-    if policy_done.is_file():  # a build that stopped after the policy (e.g. sampling failed): keep it
-        stats.update(json.loads(policy_done.read_text()))
-        log(f"[data] reusing the policy at {stats['policy']}")
+    sibling = _finished_sibling(folder, build)
+    if sibling is not None:  # same policy and samples, other D_verify settings: a paired comparison
+        old = json.loads((sibling / "stats.json").read_text())
+        keep = ("base_model", "policy", "policy_sft_s", "sampling_s", "sampling_truncated_share")
+        stats.update({k: old[k] for k in keep if k in old}, samples_from=str(sibling))
+        shutil.copyfile(sibling / "samples.jsonl", folder / "samples.jsonl")
+        log(f"[data] reusing the policy and samples of {sibling} (only the D_verify settings differ)")
+        samples = [Sample(**json.loads(line)) for line in (folder / "samples.jsonl").read_text().splitlines()]
     else:
-        stats.update(_base_and_policy(build, folder, references, log))
-        policy_done.write_text(json.dumps(stats, indent=2) + "\n")
-    policy = Path(stats["policy"])
-
-    # Policy samples for train and held-out problems in one Ray Data pass.
-    s = build.sampling
-    log(f"[data] sampling {s.n} solutions for each of {len(train) + len(heldout)} problems (Ray Data + vLLM)")
-    t = time.perf_counter()
-    samples = sample_solutions(train + heldout, policy, s)
-    stats["sampling_s"] = round(time.perf_counter() - t, 1)
-    stats["sampling_truncated_share"] = round(truncated_share(samples), 4)
-    if warning := truncation_warning(stats["sampling_truncated_share"], "data.sampling.max_tokens", s.max_tokens):
-        log(f"[data] {warning}")
-    with (folder / "samples.jsonl").open("w") as f:
-        for x in samples:
-            f.write(json.dumps(dataclasses.asdict(x)) + "\n")
+        if policy_done.is_file():  # a build that stopped after the policy (e.g. sampling failed): keep it
+            stats.update(json.loads(policy_done.read_text()))
+            log(f"[data] reusing the policy at {stats['policy']}")
+        else:
+            stats.update(_base_and_policy(build, folder, references, log))
+            policy_done.write_text(json.dumps(stats, indent=2) + "\n")
+        samples = _sample(build, folder, train + heldout, Path(stats["policy"]), stats, log)
     graded = grade(train + heldout, samples)
     train_ids = {p.id for p in train}
     policy_train = [x for x in graded if x.problem.id in train_ids]
@@ -192,10 +227,11 @@ def _build(build: DataBuildConfig, folder: Path, log) -> dict[str, Any]:
     seed = build.task.seed
     per_problem = build.balance_per_problem
     verify = sft.build_verify_direct(pool_train, balance=True, seed=seed, per_problem=per_problem)
-    cot, cot_stats = sft.build_verify_cot(pool_train, task.verification_rationale, balance=True, seed=seed,
-                                          per_problem=per_problem)
+    rationale = rationale_fn(task, build.rationale_format)
+    cot, cot_stats = sft.build_verify_cot(pool_train, rationale, balance=True, seed=seed, per_problem=per_problem)
     if build.hard_negative_share > 0:
-        verify, cot, stats["hard_negatives"] = mix_hard_negatives(task, train, verify, cot, build.hard_negative_share, seed)
+        verify, cot, stats["hard_negatives"] = mix_hard_negatives(task, train, verify, cot, build.hard_negative_share,
+                                                                  seed, rationale)
     correct = sft.build_correct(_dedupe(pool_train + references))
     held = sft.build_verify_direct(pool_heldout, balance=True, seed=seed)
     for name, records in [("verify_direct", verify), ("verify_cot", cot), ("correct", correct), ("heldout", held)]:
@@ -204,6 +240,30 @@ def _build(build: DataBuildConfig, folder: Path, log) -> dict[str, Any]:
     stats["cot_kept_fraction"] = round(cot_stats.kept_fraction, 3)
     stats["build_s"] = round(time.perf_counter() - t0, 1)
     return stats
+
+
+def rationale_fn(task, rationale_format: str):
+    """``task.verification_rationale`` writing ``rationale_format`` (the default form takes no keyword)."""
+    if rationale_format == "quoted":
+        return task.verification_rationale
+    return functools.partial(task.verification_rationale, rationale_format=rationale_format)
+
+
+def _sample(build: DataBuildConfig, folder: Path, problems: list[Problem], policy: Path, stats: dict[str, Any],
+            log) -> list[Sample]:
+    """Policy samples for train and held-out problems in one Ray Data pass, written to samples.jsonl."""
+    s = build.sampling
+    log(f"[data] sampling {s.n} solutions for each of {len(problems)} problems (Ray Data + vLLM)")
+    t = time.perf_counter()
+    samples = sample_solutions(problems, policy, s)
+    stats["sampling_s"] = round(time.perf_counter() - t, 1)
+    stats["sampling_truncated_share"] = round(truncated_share(samples), 4)
+    if warning := truncation_warning(stats["sampling_truncated_share"], "data.sampling.max_tokens", s.max_tokens):
+        log(f"[data] {warning}")
+    with (folder / "samples.jsonl").open("w") as f:
+        for x in samples:
+            f.write(json.dumps(dataclasses.asdict(x)) + "\n")
+    return samples
 
 
 def _base_and_policy(build: DataBuildConfig, folder: Path, references: list[LabelledSolution], log) -> dict[str, Any]:
@@ -244,7 +304,7 @@ def check_hard_negative_share(share: float, key: str = "data.hard_negative_share
 
 
 def mix_hard_negatives(task, train: list[Problem], verify: list[sft.SFTRecord], cot: list[sft.SFTRecord],
-                        share: float, seed: int) -> tuple[list[sft.SFTRecord], list[sft.SFTRecord], dict[str, Any]]:
+                        share: float, seed: int, rationale=None) -> tuple[list[sft.SFTRecord], list[sft.SFTRecord], dict[str, Any]]:
     """D_verify and D_cot with the suite's wrong responses on train problems added as ``share`` of each."""
     from genrm_ray.attacks import attack_responses
 
@@ -268,7 +328,8 @@ def mix_hard_negatives(task, train: list[Problem], verify: list[sft.SFTRecord], 
         return out, len(added)
 
     verify, n_verify = mixed(verify, lambda xs: sft.build_verify_direct(xs, balance=False))
-    cot, n_cot = mixed(cot, lambda xs: sft.build_verify_cot(xs, task.verification_rationale, balance=False)[0])
+    rationale = rationale or task.verification_rationale
+    cot, n_cot = mixed(cot, lambda xs: sft.build_verify_cot(xs, rationale, balance=False)[0])
     return verify, cot, {"share": share, "offered": len(wrong), "verify_direct": n_verify, "verify_cot": n_cot}
 
 

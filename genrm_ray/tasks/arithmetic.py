@@ -18,7 +18,14 @@ from typing import Any
 
 from genrm_ray.prompts import answer_sentence
 from genrm_ray.tasks.base import Problem, check_line, skip_line, truncate
-from genrm_ray.tasks.mathtext import MathTask, arithmetic_line, equation_check_lines, find_equations, format_number
+from genrm_ray.tasks.mathtext import (
+    MathTask,
+    arithmetic_line,
+    equation_check_lines,
+    find_equations,
+    format_number,
+    worked,
+)
 
 NAMES = ("Mary", "James", "Aisha", "Carlos", "Mei", "Omar", "Lena", "Tom", "Priya", "Jack",
          "Sofia", "Noah", "Yuki", "Ben", "Fatima", "Leo", "Nina", "Sam", "Ivy", "Raj")  # fmt: skip
@@ -176,6 +183,10 @@ class Step:
     def equation(self) -> str:
         return _equation(self.left, self.op, self.right, self.result)
 
+    def recomputed(self, rationale_format: str) -> str:
+        """The step worked out again in ``rationale_format`` (its true value, whatever was written)."""
+        return worked(self.left, self.op, self.right, rationale_format)
+
 
 def _equation(left: Fraction, op: str, right: Fraction, result: Fraction) -> str:
     return f"{format_number(left)} {op} {format_number(right)} = {format_number(result)}"
@@ -254,7 +265,7 @@ class ArithmeticTask(MathTask):
 
     # ---- verification ---------------------------------------------------------------------------
 
-    def verification_rationale(self, problem: Problem, solution: str) -> str:
+    def verification_rationale(self, problem: Problem, solution: str, rationale_format: str = "quoted") -> str:
         """Checks the i-th equation of the solution against the i-th reference step.
 
         A step is correct when its arithmetic holds and its result is that step's value (or another
@@ -262,10 +273,11 @@ class ArithmeticTask(MathTask):
         recomputed one: the reference step with that value when the arithmetic holds (so a carried
         slip shows the operand that is off), else the solution's own left-hand side evaluated.
         Questions outside the templates get arithmetic-only checks of each equation.
+        ``rationale_format`` is how each recomputation is written (mathtext.RATIONALE_FORMATS).
         """
         equations = find_equations(solution)
         if self.parse(problem.question) is None:
-            lines, first_wrong = equation_check_lines(equations)
+            lines, first_wrong = equation_check_lines(equations, rationale_format)
             return self.finish_rationale(problem, solution, lines, first_wrong)
         expected = self._steps(problem)
         lines, first_wrong = [], None
@@ -274,19 +286,20 @@ class ArithmeticTask(MathTask):
             want = expected[i - 1] if i <= len(expected) else None
             if eq is None:
                 assert want is not None
-                lines.append(skip_line(f"Step {i}", "this step", want.equation))
+                lines.append(skip_line(f"Step {i}", "this step", want.recomputed(rationale_format)))
                 right = False
             elif want is None:  # more equations than the template has steps: only the arithmetic counts
-                lines.append(arithmetic_line(f"Step {i} (extra)", eq))
+                lines.append(arithmetic_line(f"Step {i} (extra)", eq, rationale_format))
                 right = eq.holds
             elif not eq.holds:
-                lines.append(arithmetic_line(f"Step {i}", eq))
+                lines.append(arithmetic_line(f"Step {i}", eq, rationale_format))
                 right = False
             else:
                 # This step's reference if the value is its own, else the step it belongs to (reordered).
                 same = [s for s in [want, *expected] if s.result == eq.claimed]
                 right = bool(same)
-                lines.append(check_line(f"Step {i}", eq.text, (same[0] if same else want).equation, right))
+                shown = (same[0] if same else want).recomputed(rationale_format)
+                lines.append(check_line(f"Step {i}", eq.text, shown, right))
             if not right:
                 first_wrong = first_wrong or i
         return self.finish_rationale(problem, solution, lines, first_wrong)

@@ -240,11 +240,15 @@ class Task:
 
     # ---- verification ---------------------------------------------------------------------------
 
+    # The formats verification_rationale(..., rationale_format=...) can write; math tasks add more.
+    rationale_formats: tuple[str, ...] = ("quoted",)
+
     def verification_rationale(self, problem: Problem, solution: str) -> str:
         """A step-by-step check of ``solution`` ending ``DIRECT_QUESTION + YES/NO``.
 
         Each step line quotes the solution's claim (``check_line``) or says it skipped the step
-        (``skip_line``). The verdict always equals ``is_correct(solution, problem)``.
+        (``skip_line``). The verdict always equals ``is_correct(solution, problem)``. Tasks with more
+        than one of ``rationale_formats`` take a ``rationale_format`` keyword.
         """
         raise NotImplementedError(f"task {self.name!r} has no programmatic verification rationale")
 

@@ -62,10 +62,10 @@ class GSM8KTask(MathTask):
             )
         return _with_answer(body, problem.answer)
 
-    def verification_rationale(self, problem: Problem, solution: str) -> str:
+    def verification_rationale(self, problem: Problem, solution: str, rationale_format: str = "quoted") -> str:
         """GSM8K has no step-level ground truth: each equation's arithmetic is checked, then the
         final answer against the reference."""
-        lines, first_wrong = equation_check_lines(find_equations(solution))
+        lines, first_wrong = equation_check_lines(find_equations(solution), rationale_format)
         return self.finish_rationale(problem, solution, lines, first_wrong)
 
     # ---- bootstrapping --------------------------------------------------------------------------

@@ -150,20 +150,91 @@ def find_equations(text: str) -> list[Equation]:
     return equations
 
 
-def arithmetic_line(label: str, eq: Equation) -> str:
+# How a rationale writes out a recomputation (data.rationale_format): "quoted" states the result
+# ("161 * 23 = 3703"); "decomposed" works it out in place-value parts a small model can do one at a
+# time ("161 * 23 = 161 * 20 + 161 * 3 = 3220 + 483 = 3703"). Both quote the solution's claim first.
+RATIONALE_FORMATS = ("quoted", "decomposed")
+_BINARY = re.compile(r"^(\d+) ([-+*/]) (\d+)$")
+
+
+def _place_parts(n: int) -> list[int]:
+    """161 -> [100, 60, 1]: the non-zero place values of a non-negative integer."""
+    digits = str(n)
+    return [int(d) * 10 ** (len(digits) - i - 1) for i, d in enumerate(digits) if d != "0"]
+
+
+def worked(left: Fraction, op: str, right: Fraction, rationale_format: str = "quoted") -> str:
+    """``left op right = value``, in ``rationale_format`` (see RATIONALE_FORMATS).
+
+    Decomposed forms, used only for non-negative integers (others stay quoted):
+    ``161 + 28 = 161 + 20 + 8 = 181 + 8 = 189``; ``161 - 28 = 161 - 20 - 8 = 141 - 8 = 133``;
+    ``161 * 3 = 100 * 3 + 60 * 3 + 1 * 3 = 300 + 180 + 3 = 483`` (a one-digit factor times the other's
+    parts), ``161 * 23 = 161 * 20 + 161 * 3 = 3220 + 483 = 3703`` (the shorter factor split);
+    ``460 * 7 = 3220, so 3220 / 7 = 460`` (the quotient checked by multiplying back).
+    """
+    if op == "/" and right == 0:
+        return f"{format_number(left)} / 0 cannot be evaluated"
+    value = left + right if op == "+" else left - right if op == "-" else left * right if op == "*" else left / right
+    head = f"{format_number(left)} {op} {format_number(right)}"
+    plain = f"{head} = {format_number(value)}"
+    integral = all(x.denominator == 1 and x >= 0 for x in (left, right, value))
+    if rationale_format == "quoted" or not integral:
+        return plain
+    if rationale_format != "decomposed":
+        raise ValueError(f"unknown rationale format {rationale_format!r}; known: {', '.join(RATIONALE_FORMATS)}")
+    a, b, v = int(left), int(right), int(value)
+    if op == "/":  # checked by multiplying back; ends on the value, as every form does
+        return f"{v} * {b} = {a}, so {plain}"
+    if op in "+-":
+        parts = _place_parts(b)
+        if len(parts) < 2:
+            return plain
+        running, steps = a, []
+        for part in parts[:-1]:
+            running = running + part if op == "+" else running - part
+            steps.append(running)
+        if any(x < 0 for x in steps):
+            return plain
+        spelled = f" {op} ".join(str(p) for p in parts)
+        return f"{head} = {a} {op} {spelled} = {steps[-1]} {op} {parts[-1]} = {v}"
+    # "*": split the other factor when one has a single digit, else the shorter (right on a tie).
+    if a < 10 and b < 10:
+        return plain
+    if b < 10 or (a >= 10 and len(str(a)) < len(str(b))):
+        split, keep, split_left = a, b, True
+    else:
+        split, keep, split_left = b, a, False
+    parts = _place_parts(split)
+    if len(parts) < 2:
+        return plain
+    terms = [f"{p} * {keep}" if split_left else f"{keep} * {p}" for p in parts]
+    products = [str(p * keep) for p in parts]
+    return f"{head} = {' + '.join(terms)} = {' + '.join(products)} = {v}"
+
+
+def recompute(eq: Equation, rationale_format: str = "quoted") -> str:
+    """The solution's left-hand side evaluated, in ``rationale_format`` where it is ``a op b``."""
+    if eq.value is None:
+        return f"{eq.lhs} cannot be evaluated"
+    m = _BINARY.match(eq.lhs)
+    if m is None:
+        return f"{eq.lhs} = {format_number(eq.value)}"
+    return worked(Fraction(int(m.group(1))), m.group(2), Fraction(int(m.group(3))), rationale_format)
+
+
+def arithmetic_line(label: str, eq: Equation, rationale_format: str = "quoted") -> str:
     """The equation as the solution wrote it, then its left-hand side recomputed; right iff it holds."""
-    recomputed = f"{eq.lhs} cannot be evaluated" if eq.value is None else f"{eq.lhs} = {format_number(eq.value)}"
-    return check_line(label, eq.text, recomputed, eq.holds)
+    return check_line(label, eq.text, recompute(eq, rationale_format), eq.holds)
 
 
-def equation_check_lines(equations: list[Equation]) -> tuple[list[str], int | None]:
+def equation_check_lines(equations: list[Equation], rationale_format: str = "quoted") -> tuple[list[str], int | None]:
     """One line per equation checking its arithmetic only, and the first wrong step (if any).
 
     Used where no step-level ground truth exists (GSM8K, questions outside the templates).
     """
     lines, first_wrong = [], None
     for i, eq in enumerate(equations, start=1):
-        lines.append(arithmetic_line(f"Step {i}", eq))
+        lines.append(arithmetic_line(f"Step {i}", eq, rationale_format))
         if not eq.holds:
             first_wrong = first_wrong or i
     return lines, first_wrong
@@ -171,6 +242,8 @@ def equation_check_lines(equations: list[Equation]) -> tuple[list[str], int | No
 
 class MathTask(Task):
     """Numeric answers: canonical numbers, compared exactly (12 == 12.0 == "12.00")."""
+
+    rationale_formats = RATIONALE_FORMATS
 
     def normalize_answer(self, value: str) -> str | None:
         return parse_number(value)
