@@ -82,6 +82,13 @@ def test_eval_job_end_to_end(ray_cluster, tiny_model_dir, tmp_path):
             cut = sum(r["rationales"][v]["unfinished"] for r in rows)
             assert s["cot_unfinished_share"][v] == pytest.approx(cut / sum(r["rationales"][v]["k"] for r in rows))
         assert all(set(r["rationales"]) == set(cot_names) for r in rows)
+        # The rationales are kept (K texts per solution) and read by the diagnosis, for every CoT verifier.
+        assert all(len(r["rationales"][v]["texts"]) == r["rationales"][v]["k"] for r in rows for v in cot_names)
+        assert sorted(s["rationale_diagnosis"]) == sorted(cot_names)
+        for v in cot_names:
+            d = s["rationale_diagnosis"][v]
+            assert d["rationales"] == sum(r["rationales"][v]["k"] for r in
+                                          {(r["problem_id"], r["solution"]): r for r in rows}.values())
         # scoring.dedup: copies of a solution within a problem share its scores.
         for rs in by_problem.values():
             seen: dict[str, dict] = {}

@@ -23,6 +23,9 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from genrm_ray.evaluation.rationales import diagnose_rationales
+from genrm_ray.tasks import get_task
+
 if TYPE_CHECKING:  # type hints only: metrics stay importable without Ray
     from genrm_ray.evaluation.config import EvalConfig
     from genrm_ray.evaluation.pools import PoolProblem, VerifierSpec
@@ -232,6 +235,10 @@ def pool_metrics(cfg: EvalConfig, pool: Sequence[PoolProblem], verifiers: Sequen
             drawn = sum(sum(pp.k_used[spec.name]) for pp in pool)
             cut = sum(sum(pp.unfinished[spec.name]) for pp in pool)
             out.setdefault("cot_unfinished_share", {})[spec.name] = cut / drawn if drawn else 0.0
+            if all(spec.name in pp.rationales for pp in pool):
+                diagnosis = diagnose_rationales(get_task(cfg.problems.task), pool, spec.name)
+                if diagnosis is not None:
+                    out.setdefault("rationale_diagnosis", {})[spec.name] = diagnosis
     fixed = next((s for s in verifiers if s.mode == "cot" and not s.adaptive and s.name == "GenRM-CoT"), None)
     if fixed is not None:
         out["cot_k_curve"] = {

@@ -67,7 +67,8 @@ class VerifierScorer:
     """Ray Data callable class: one verifier engine per actor, one score per solution row.
 
     Rows in: problem_id, sample_index, task, question, solution. Rows out add reward, p_yes (JSON
-    list: one value for direct, one per rationale for CoT), k_used, rationale_tokens, unfinished.
+    list: one value for direct, one per rationale for CoT), k_used, rationale_tokens, unfinished and
+    rationales (JSON list of CoT texts, up to the verification question).
     """
 
     def __init__(self, spec: dict[str, Any], cot: dict[str, Any], scoring: dict[str, Any]) -> None:
@@ -92,7 +93,7 @@ class VerifierScorer:
         if self.spec.mode == "direct":
             scores = self.scorer.score_direct(items)
         else:
-            scores = self.scorer.score_cot(items, self.settings)
+            scores = self.scorer.score_cot(items, self.settings, return_rationales=True)
         return {
             "problem_id": [str(x) for x in batch["problem_id"]],
             "sample_index": [int(x) for x in batch["sample_index"]],
@@ -101,6 +102,7 @@ class VerifierScorer:
             "k_used": [s.k_used for s in scores],
             "rationale_tokens": [s.rationale_tokens for s in scores],
             "unfinished": [s.unfinished for s in scores],
+            "rationales": [json.dumps(s.rationales or []) for s in scores],
         }
 
 
@@ -119,6 +121,7 @@ class PoolProblem:
     k_used: dict[str, list[int]] = field(default_factory=dict)
     tokens: dict[str, list[int]] = field(default_factory=dict)
     unfinished: dict[str, list[int]] = field(default_factory=dict)  # CoT: rationales cut at the budget
+    rationales: dict[str, list[list[str]]] = field(default_factory=dict)  # CoT: the texts, per solution
 
 
 def load_problem_sets(cfg: EvalConfig) -> dict[str, list[Problem]]:
@@ -244,4 +247,5 @@ def score_pools(cfg: EvalConfig, pools: dict[str, list[PoolProblem]], spec: Veri
         pp.tokens[spec.name] = [int(r["rationale_tokens"]) for r in results]
         if spec.mode == "cot":
             pp.unfinished[spec.name] = [int(r["unfinished"]) for r in results]
+            pp.rationales[spec.name] = [json.loads(r["rationales"]) for r in results]
     return {"solutions": total, "scored": len(rows)}

@@ -53,7 +53,7 @@ def markdown_report(results: dict[str, Any]) -> str:
         if m.get("cot_unfinished_share"):
             lines += ["", "Rationales cut at cot.max_rationale_tokens (scored as cot.unfinished_p_yes): " + ", ".join(
                 f"{name} {share:.1%}" for name, share in m["cot_unfinished_share"].items())]
-        lines += auroc_table(m) + paired_table(m) + compute_matched_lines(m)
+        lines += auroc_table(m) + rationale_table(m) + paired_table(m) + compute_matched_lines(m)
         lines.append("")
     return "\n".join(lines)
 
@@ -70,6 +70,18 @@ def auroc_table(m: dict[str, Any]) -> list[str]:
     lines = ["", "| verifier | per-solution AUROC | within-problem AUROC (problems) |", "|---|---|---|"]
     for name, a in m["auroc"].items():
         lines.append(f"| {name} | {_num(a['per_solution'])} | {_num(a['within_problem'])} ({a['problems_with_both']}) |")
+    return lines
+
+
+def rationale_table(m: dict[str, Any]) -> list[str]:
+    """What the CoT verifiers' rationales get right, line by line (genrm_ray.evaluation.rationales)."""
+    if not m.get("rationale_diagnosis"):
+        return []
+    keys = ["recomputed_agrees", "verdict_agrees", "verdict_follows_own_values", "flags_wrong_solution",
+            "flags_right_solution", "verdict_follows_final_line"]
+    lines = ["", "| rationales of | " + " | ".join(k.replace("_", " ") for k in keys) + " |", "|---|" + "---|" * len(keys)]
+    for name, d in m["rationale_diagnosis"].items():
+        lines.append(f"| {name} | " + " | ".join(_num(d[k]) for k in keys) + " |")
     return lines
 
 
@@ -190,5 +202,7 @@ def write_scores(pools: dict[str, list[PoolProblem]], path: Path) -> None:
                         "solution_tokens": pp.solution_tokens[i] if pp.solution_tokens else None,
                         "scores": {k: v[i] for k, v in pp.scores.items()},
                         # CoT verifiers: rationales drawn, and how many were cut before the verdict
-                        "rationales": {k: {"k": pp.k_used[k][i], "unfinished": v[i]} for k, v in pp.unfinished.items()},
+                        "rationales": {k: {"k": pp.k_used[k][i], "unfinished": v[i],
+                                           "texts": pp.rationales[k][i] if k in pp.rationales else None}
+                                       for k, v in pp.unfinished.items()},
                     }) + "\n")

@@ -1,0 +1,107 @@
+"""Why a GenRM-CoT ranks as it does: its sampled rationales read line by line against the task's
+programmatic rationale for the same solution (the checks a perfect verifier would write).
+
+A rationale's check line is ``Step i: the solution says CLAIM; RECOMPUTED. Correct.`` (or ``Wrong.``,
+or ``the solution skips ...``); the ``Final answer`` line has the same shape. For each line present in
+both rationales:
+
+- recomputed_agrees: the value the line ends on (last number, or last quoted string) is the
+  programmatic line's: did the verifier redo the step right?
+- verdict_agrees: its Correct/Wrong is the programmatic one: did it judge the step right?
+- verdict_follows_own_values: its Correct/Wrong is what its own claim and recomputed values say
+  (equal -> Correct): does its verdict follow its own work, right or wrong?
+
+Per rationale: flags_wrong_solution / flags_right_solution, the share that has a Wrong line on wrong
+and on right solutions; verdict_follows_final_line, the share whose p(Yes) > 0.5 exactly when its
+Final answer line says Correct (the programmatic rule).
+
+Low recomputed_agrees with high verdict_follows_own_values means its arithmetic is the bottleneck;
+the reverse means it does the work and then ignores it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from genrm_ray.tasks import Task
+from genrm_ray.tasks.base import CORRECT, WRONG
+
+if TYPE_CHECKING:
+    from genrm_ray.evaluation.pools import PoolProblem
+
+_STEP = re.compile(rf"^(?P<label>Step \d+(?: \(extra\))?|Final answer): the solution (?P<kind>says|skips) (?P<claim>.*?); "
+                   rf"(?P<recomputed>.*) (?P<verdict>{re.escape(CORRECT)}|{re.escape(WRONG)})$")
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def _value(text: str) -> str | None:
+    """What a check-line half ends on: its last quoted string, else the last number after its last "="."""
+    quoted = re.findall(r'"([^"]*)"', text)
+    if quoted:
+        return quoted[-1]
+    numbers = _NUMBER.findall(text.rpartition("=")[2] or text)
+    return numbers[-1].replace(",", "") if numbers else None
+
+
+def step_lines(rationale: str) -> dict[str, dict[str, Any]]:
+    """The check lines of a rationale by label (``Step 2``, ``Final answer``): kind (says/skips), claim
+    and recomputed values, verdict."""
+    out = {}
+    for line in rationale.split("\n"):
+        m = _STEP.match(line.strip())
+        if m and m["label"] not in out:
+            out[m["label"]] = {"kind": m["kind"], "claim": _value(m["claim"]) if m["kind"] == "says" else None,
+                               "recomputed": _value(m["recomputed"]), "correct": m["verdict"] == CORRECT}
+    return out
+
+
+def _share(hits: int, total: int) -> float | None:
+    return round(hits / total, 4) if total else None
+
+
+def diagnose_rationales(task: Task, pool: Sequence[PoolProblem], name: str) -> dict[str, Any] | None:
+    """The shares above over every distinct solution of ``pool`` that verifier ``name`` wrote rationales
+    for; None when the task has no programmatic rationale."""
+    counts = dict.fromkeys(["lines", "recomputed_agrees", "verdict_agrees", "own_lines", "verdict_follows_own_values",
+                            "rationales_wrong", "flags_wrong", "rationales_right", "flags_right", "judged",
+                            "verdict_follows_final_line"], 0)
+    for pp in pool:
+        seen: set[str] = set()
+        for solution, correct, texts, p_yes in zip(pp.solutions, pp.correct, pp.rationales[name], pp.p_yes[name]):
+            if solution in seen:  # copies share their rationales (scoring.dedup)
+                continue
+            seen.add(solution)
+            try:
+                truth = step_lines(task.verification_rationale(pp.problem, solution))
+            except NotImplementedError:
+                return None
+            for text, p in zip(texts, p_yes):
+                lines = step_lines(text)
+                for label, line in lines.items():
+                    if line["kind"] == "says" and line["claim"] is not None and line["recomputed"] is not None:
+                        counts["own_lines"] += 1
+                        counts["verdict_follows_own_values"] += line["correct"] == (line["claim"] == line["recomputed"])
+                    if label in truth:
+                        counts["lines"] += 1
+                        counts["recomputed_agrees"] += line["recomputed"] == truth[label]["recomputed"]
+                        counts["verdict_agrees"] += line["correct"] == truth[label]["correct"]
+                flagged = any(not line["correct"] for line in lines.values())
+                counts["rationales_right" if correct else "rationales_wrong"] += 1
+                counts["flags_right" if correct else "flags_wrong"] += flagged
+                final = lines.get("Final answer")
+                if final is not None and text.rstrip().endswith("?"):  # reached the question (not cut)
+                    counts["judged"] += 1
+                    counts["verdict_follows_final_line"] += (p > 0.5) == final["correct"]
+    c = counts
+    return {
+        "step_lines": c["lines"],
+        "recomputed_agrees": _share(c["recomputed_agrees"], c["lines"]),
+        "verdict_agrees": _share(c["verdict_agrees"], c["lines"]),
+        "verdict_follows_own_values": _share(c["verdict_follows_own_values"], c["own_lines"]),
+        "flags_wrong_solution": _share(c["flags_wrong"], c["rationales_wrong"]),
+        "flags_right_solution": _share(c["flags_right"], c["rationales_right"]),
+        "verdict_follows_final_line": _share(c["verdict_follows_final_line"], c["judged"]),
+        "rationales": c["rationales_wrong"] + c["rationales_right"],
+    }
