@@ -49,6 +49,7 @@ def test_a_verifier_that_writes_the_programmatic_rationale_agrees_everywhere(tas
     assert d["rationales"] == 2 * sum(len(set(pp.solutions)) for pp in pool)  # copies counted once
     assert d["recomputed_agrees"] == d["verdict_agrees"] == d["verdict_follows_final_line"] == 1.0
     assert d["flags_wrong_solution"] == 1.0 and d["flags_right_solution"] == 0.0
+    assert d["wrong_claim_lines"] > 0 and d["wrong_claim_recomputed"] == 1.0 and d["wrong_claim_copied"] == 0.0
     if task_name == "arithmetic":  # every arithmetic line compares numbers: its verdict is their equality
         assert d["verdict_follows_own_values"] == 1.0
 
@@ -57,6 +58,7 @@ def test_a_verifier_that_copies_the_claims_follows_itself_but_misses_the_slips()
     pool, _ = pool_for("arithmetic", copier)
     d = diagnose_rationales(get_task("arithmetic"), pool, "v")
     assert d["verdict_follows_own_values"] == 1.0  # claim == "recomputed" and Correct, every line
+    assert d["wrong_claim_lines"] > 0 and d["wrong_claim_copied"] == 1.0 and d["wrong_claim_recomputed"] == 0.0
     # It flags only what needs no recomputation (skipped steps), and never a right solution.
     assert 0.0 < d["flags_wrong_solution"] < 1.0 and d["flags_right_solution"] == 0.0
     assert 0.3 < d["recomputed_agrees"] < 1.0 and 0.3 < d["verdict_agrees"] < 1.0

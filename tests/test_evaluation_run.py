@@ -85,6 +85,10 @@ def test_eval_job_end_to_end(ray_cluster, tiny_model_dir, tmp_path):
         # The rationales are kept (K texts per solution) and read by the diagnosis, for every CoT verifier.
         assert all(len(r["rationales"][v]["texts"]) == r["rationales"][v]["k"] for r in rows for v in cot_names)
         assert sorted(s["rationale_diagnosis"]) == sorted(cot_names)
+        from genrm_ray.evaluation.rationales import diagnose_scores_file
+
+        if not name.startswith("file:"):  # read back from the files alone (generated problems only)
+            assert diagnose_scores_file(out)[name] == s["rationale_diagnosis"]
         for v in cot_names:
             d = s["rationale_diagnosis"][v]
             assert d["rationales"] == sum(r["rationales"][v]["k"] for r in

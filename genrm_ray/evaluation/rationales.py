@@ -10,6 +10,9 @@ both rationales:
 - verdict_agrees: its Correct/Wrong is the programmatic one: did it judge the step right?
 - verdict_follows_own_values: its Correct/Wrong is what its own claim and recomputed values say
   (equal -> Correct): does its verdict follow its own work, right or wrong?
+- on the check lines (final answer included) whose claim is wrong (the programmatic recomputation differs from it):
+  wrong_claim_recomputed, the share where the verifier reached the true value, and
+  wrong_claim_copied, the share where it wrote the solution's wrong value back as its own.
 
 Per rationale: flags_wrong_solution / flags_right_solution, the share that has a Wrong line on wrong
 and on right solutions; verdict_follows_final_line, the share whose p(Yes) > 0.5 exactly when its
@@ -21,8 +24,11 @@ the reverse means it does the work and then ignores it.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genrm_ray.tasks import Task
@@ -66,7 +72,8 @@ def diagnose_rationales(task: Task, pool: Sequence[PoolProblem], name: str) -> d
     for; None when the task has no programmatic rationale."""
     counts = dict.fromkeys(["lines", "recomputed_agrees", "verdict_agrees", "own_lines", "verdict_follows_own_values",
                             "rationales_wrong", "flags_wrong", "rationales_right", "flags_right", "judged",
-                            "verdict_follows_final_line"], 0)
+                            "verdict_follows_final_line", "wrong_claims", "wrong_claim_recomputed",
+                            "wrong_claim_copied"], 0)
     for pp in pool:
         seen: set[str] = set()
         for solution, correct, texts, p_yes in zip(pp.solutions, pp.correct, pp.rationales[name], pp.p_yes[name]):
@@ -87,6 +94,11 @@ def diagnose_rationales(task: Task, pool: Sequence[PoolProblem], name: str) -> d
                         counts["lines"] += 1
                         counts["recomputed_agrees"] += line["recomputed"] == truth[label]["recomputed"]
                         counts["verdict_agrees"] += line["correct"] == truth[label]["correct"]
+                        want = truth[label]
+                        if want["kind"] == line["kind"] == "says" and want["claim"] != want["recomputed"]:
+                            counts["wrong_claims"] += 1
+                            counts["wrong_claim_recomputed"] += line["recomputed"] == want["recomputed"]
+                            counts["wrong_claim_copied"] += line["recomputed"] == want["claim"]
                 flagged = any(not line["correct"] for line in lines.values())
                 counts["rationales_right" if correct else "rationales_wrong"] += 1
                 counts["flags_right" if correct else "flags_wrong"] += flagged
@@ -100,8 +112,53 @@ def diagnose_rationales(task: Task, pool: Sequence[PoolProblem], name: str) -> d
         "recomputed_agrees": _share(c["recomputed_agrees"], c["lines"]),
         "verdict_agrees": _share(c["verdict_agrees"], c["lines"]),
         "verdict_follows_own_values": _share(c["verdict_follows_own_values"], c["own_lines"]),
+        "wrong_claim_lines": c["wrong_claims"],
+        "wrong_claim_recomputed": _share(c["wrong_claim_recomputed"], c["wrong_claims"]),
+        "wrong_claim_copied": _share(c["wrong_claim_copied"], c["wrong_claims"]),
         "flags_wrong_solution": _share(c["flags_wrong"], c["rationales_wrong"]),
         "flags_right_solution": _share(c["flags_right"], c["rationales_right"]),
         "verdict_follows_final_line": _share(c["verdict_follows_final_line"], c["judged"]),
         "rationales": c["rationales_wrong"] + c["rationales_right"],
     }
+
+
+def diagnose_scores_file(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The diagnosis of every CoT verifier in an earlier evaluation's scores.jsonl (or output dir),
+    per problem set; the problems are regenerated from its eval_config.json."""
+    from genrm_ray.evaluation.pools import PoolProblem
+    from genrm_ray.tasks import get_task
+
+    path = Path(path)
+    folder, scores = (path, path / "scores.jsonl") if path.is_dir() else (path.parent, path)
+    config = json.loads((folder / "eval_config.json").read_text())["problems"]
+    task = get_task(config["task"])
+    problems = {p.id: p for split in config["splits"]
+                for p in task.generate(split, config["n_ood"] if split == "ood" else config["n"], seed=config["seed"])}
+    pools: dict[str, dict[str, PoolProblem]] = {}
+    for line in scores.read_text().splitlines():
+        r = json.loads(line)
+        if r["problem_id"] not in problems:
+            continue  # problem files are not regenerated
+        pool = pools.setdefault(r["set"], {})
+        pp = pool.setdefault(r["problem_id"], PoolProblem(problems[r["problem_id"]], [], [], []))
+        pp.solutions.append(r["solution"])
+        pp.correct.append(r["correct"])
+        for name, cot in r["rationales"].items():
+            pp.rationales.setdefault(name, []).append(cot["texts"])
+            # Files written before p_yes was kept per rationale: a placeholder, and no verdict share.
+            pp.p_yes.setdefault(name, []).append(cot.get("p_yes") or [math.nan] * len(cot["texts"]))
+    out = {}
+    for set_name, pool in pools.items():
+        out[set_name] = {}
+        for name in next(iter(pool.values())).rationales:
+            d = diagnose_rationales(task, list(pool.values()), name)
+            if d is not None and any(math.isnan(p) for pp in pool.values() for ps in pp.p_yes[name] for p in ps):
+                d["verdict_follows_final_line"] = None
+            out[set_name][name] = d
+    return out
+
+
+if __name__ == "__main__":  # python -m genrm_ray.evaluation.rationales <eval output_dir>
+    import sys
+
+    print(json.dumps(diagnose_scores_file(sys.argv[1]), indent=2))

@@ -77,7 +77,8 @@ def rationale_table(m: dict[str, Any]) -> list[str]:
     """What the CoT verifiers' rationales get right, line by line (genrm_ray.evaluation.rationales)."""
     if not m.get("rationale_diagnosis"):
         return []
-    keys = ["recomputed_agrees", "verdict_agrees", "verdict_follows_own_values", "flags_wrong_solution",
+    keys = ["recomputed_agrees", "verdict_agrees", "verdict_follows_own_values", "wrong_claim_recomputed",
+            "wrong_claim_copied", "flags_wrong_solution",
             "flags_right_solution", "verdict_follows_final_line"]
     lines = ["", "| rationales of | " + " | ".join(k.replace("_", " ") for k in keys) + " |", "|---|" + "---|" * len(keys)]
     for name, d in m["rationale_diagnosis"].items():
@@ -203,6 +204,7 @@ def write_scores(pools: dict[str, list[PoolProblem]], path: Path) -> None:
                         "scores": {k: v[i] for k, v in pp.scores.items()},
                         # CoT verifiers: rationales drawn, and how many were cut before the verdict
                         "rationales": {k: {"k": pp.k_used[k][i], "unfinished": v[i],
-                                           "texts": pp.rationales[k][i] if k in pp.rationales else None}
+                                           "texts": pp.rationales[k][i] if k in pp.rationales else None,
+                                           "p_yes": pp.p_yes[k][i]}
                                        for k, v in pp.unfinished.items()},
                     }) + "\n")
