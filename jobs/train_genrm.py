@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[job] config {args.config} -> run dir {run_dir}")
 
     from genrm_ray.data.build import build_or_reuse
-    from genrm_ray.evaluation.heldout import evaluate_verifier
+    from genrm_ray.evaluation.heldout import SCORES_FILE, evaluate_verifier
     from genrm_ray.train.loop import run_training
 
     launch.connect_ray(cfg.ray_address)
@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     # 3. Held-out verification.
     t = time.perf_counter()
     cot = cfg.eval.cot if genrm.objective.name == "genrm" and genrm.objective.mode == "cot" else None
-    heldout_metrics = evaluate_verifier(result.hf_model, heldout, cfg.eval.backend, cot=cot, **cfg.eval.engine_options)
+    heldout_metrics = evaluate_verifier(result.hf_model, heldout, cfg.eval.backend, cot=cot,
+                                        scores_out=run_dir / SCORES_FILE, **cfg.eval.engine_options)
     eval_s = time.perf_counter() - t
 
     # 4. Summary.

@@ -14,6 +14,7 @@ from genrm_ray.evaluation.metrics import (
     best_of_n_accuracy,
     majority_vote_accuracy,
     mean_ci95,
+    paired_auroc_bootstrap,
     paired_bootstrap,
     pass_at_n,
     per_solution_auroc,
@@ -267,6 +268,43 @@ def test_auroc_per_solution_and_within_problem_against_brute_force():
     assert counted == 3 and within == pytest.approx(sum(per) / 3)  # the all-correct problem has no AUROC
     assert per_solution_auroc([[0.1, 0.2]], [[True, True]]) is None
     assert within_problem_auroc([[0.1, 0.2]], [[True, True]]) == (None, 0)
+
+
+def test_paired_auroc_bootstrap_against_brute_force():
+    """Two verifiers on the same held-out pairs: the point differences are the brute-force AUROC
+    differences; the whole-set CI matches the enumerated bootstrap over problems; a verifier compared
+    with itself differs by exactly 0."""
+    import numpy as np
+
+    groups = ["p1", "p1", "p1", "p2", "p2", "p3", "p3"]
+    labels = [True, False, False, True, False, True, True]
+    a = [0.9, 0.2, 0.6, 0.4, 0.5, 0.7, 0.8]
+    b = [0.3, 0.5, 0.6, 0.6, 0.1, 0.2, 0.9]
+    got = paired_auroc_bootstrap(a, b, labels, groups, resamples=30_000, seed=2)
+    whole = got["auroc"]
+    assert whole.diff == pytest.approx(_pairwise_auroc(a, labels) - _pairwise_auroc(b, labels)) and whole.n == 3
+    # The exact bootstrap distribution: each of the 3^3 resamples of problems, those with both classes.
+    members = {g: [i for i, h in enumerate(groups) if h == g] for g in ("p1", "p2", "p3")}
+    exact = []
+    for pick in itertools.product(members, repeat=3):
+        ix = [i for g in pick for i in members[g]]
+        ys = [labels[i] for i in ix]
+        if any(ys) and not all(ys):
+            exact.append(_pairwise_auroc([a[i] for i in ix], ys) - _pairwise_auroc([b[i] for i in ix], ys))
+    # A discrete distribution: the bootstrap's percentiles converge to its inverse-CDF quantiles.
+    low, high = np.percentile(exact, [2.5, 97.5], method="inverted_cdf")
+    assert whole.low == pytest.approx(low, abs=0.02) and whole.high == pytest.approx(high, abs=0.02)
+    # Within a problem: p1 and p2 have both classes; p3 (all right) counts for neither.
+    within = got["within_problem_auroc"]
+    per = [(_pairwise_auroc(a[:3], labels[:3]) - _pairwise_auroc(b[:3], labels[:3])),
+           (_pairwise_auroc(a[3:5], labels[3:5]) - _pairwise_auroc(b[3:5], labels[3:5]))]
+    assert within.n == 2 and within.diff == pytest.approx(sum(per) / 2)
+    same = paired_auroc_bootstrap(a, a, labels, groups, resamples=200)
+    assert same["auroc"].diff == same["auroc"].low == same["auroc"].high == 0.0
+    with pytest.raises(ValueError, match="both classes"):
+        paired_auroc_bootstrap(a, b, [True] * 7, groups)
+    with pytest.raises(ValueError, match="equally long"):
+        paired_auroc_bootstrap(a, b[:-1], labels, groups)
 
 
 def test_pool_metrics_carry_aurocs_and_paired_comparisons():

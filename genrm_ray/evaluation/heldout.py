@@ -1,18 +1,31 @@
 """Held-out verification of one trained verifier: accuracy and AUROC of its score on labelled
-(x, y) pairs (the training job's last step), over all pairs and within each problem."""
+(x, y) pairs (the training job's last step), over all pairs and within each problem; and the paired
+comparison of runs scored on the same pairs:
+
+    python -m genrm_ray.evaluation.heldout runs/baseline runs/variant [runs/variant2 ...]
+
+prints each variant against the first run (AUROC differences with 95% CIs that resample problems),
+from the ``heldout_scores.jsonl`` each training run writes.
+"""
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from genrm_ray import prompts
-from genrm_ray.data.sft import load_sft_jsonl
-from genrm_ray.evaluation.metrics import auroc, within_problem_auroc
+from genrm_ray.data.sft import SFTRecord, load_sft_jsonl
+from genrm_ray.evaluation.metrics import auroc, paired_auroc_bootstrap, within_problem_auroc
+
+SCORES_FILE = "heldout_scores.jsonl"  # per pair, in the training run's directory
 
 
 def evaluate_verifier(model_dir: str | Path, heldout: str | Path, backend: str = "vllm", cot=None,
-                      **options) -> dict[str, Any]:
+                      scores_out: str | Path | None = None, **options) -> dict[str, Any]:
     """Accuracy (score > 0.5 vs the label) and AUROC on a held-out verify_direct file.
 
     ``within_problem_auroc`` is the mean AUROC among each problem's own pairs, over the problems with
@@ -22,7 +35,8 @@ def evaluate_verifier(model_dir: str | Path, heldout: str | Path, backend: str =
     The score is a GenRM's raw p(" Yes") (as in the paper), or the discriminative RM's sigmoid, chosen
     by the saved model's architecture. With ``cot`` (scoring.CotConfig) a GenRM-CoT is scored the
     way it is used: K sampled rationales per pair, reward = mean p(Yes); the share of rationales cut at
-    the budget is reported too.
+    the budget is reported too. ``scores_out`` gets each pair's score (write_pair_scores), so that runs
+    scored on the same file can be compared pair by pair (compare_runs).
     """
     from genrm_ray.scoring import DiscriminativeScorer, GenRMScorer, VerifyItem, is_classifier_dir
 
@@ -49,6 +63,8 @@ def evaluate_verifier(model_dir: str | Path, heldout: str | Path, backend: str =
         finally:
             if hasattr(engine, "close"):
                 engine.close()  # vLLM's engine-core process goes now, not at interpreter exit
+    if scores_out is not None:
+        write_pair_scores(scores_out, records, scores)
     accuracy = sum((p > 0.5) == y for p, y in zip(scores, labels)) / len(labels)
     by_problem: dict[str, list[int]] = {}
     for i, r in enumerate(records):
@@ -65,3 +81,78 @@ def evaluate_verifier(model_dir: str | Path, heldout: str | Path, backend: str =
         "mean_score_correct": round(sum(p for p, y in zip(scores, labels) if y) / max(1, sum(labels)), 4),
         "mean_score_wrong": round(sum(p for p, y in zip(scores, labels) if not y) / max(1, len(labels) - sum(labels)), 4),
     }
+
+
+def _pair_key(record: SFTRecord) -> str:
+    return hashlib.sha1(record.prompt.encode()).hexdigest()[:16]
+
+
+def write_pair_scores(path: str | Path, records: list[SFTRecord], scores: list[float]) -> None:
+    """One JSON line per held-out pair: problem, label, score and a hash of the prompt."""
+    with Path(path).open("w") as f:
+        for r, score in zip(records, scores):
+            f.write(json.dumps({"problem_id": r.problem_id, "label": bool(r.label), "score": float(score),
+                                "prompt_sha1": _pair_key(r)}) + "\n")
+
+
+def read_pair_scores(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / SCORES_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (training runs write {SCORES_FILE} in their run directory)")
+    rows = []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            row = json.loads(line)
+            rows.append({"problem_id": str(row["problem_id"]), "label": bool(row["label"]), "score": float(row["score"]),
+                         "prompt_sha1": str(row["prompt_sha1"])})
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}:{lineno}: not a held-out score line ({e!r})") from None
+    if not rows:
+        raise ValueError(f"{path}: no score lines")
+    return rows
+
+
+def compare_runs(base: str | Path, variant: str | Path, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """AUROC and within-problem AUROC of ``variant`` minus ``base`` on the same held-out pairs."""
+    a, b = read_pair_scores(variant), read_pair_scores(base)
+    if [r["prompt_sha1"] for r in a] != [r["prompt_sha1"] for r in b]:
+        raise ValueError(f"{variant} and {base} were not scored on the same held-out pairs in the same order "
+                         "(different data folders?): no paired comparison")
+    diffs = paired_auroc_bootstrap([r["score"] for r in a], [r["score"] for r in b], [r["label"] for r in a],
+                                   [r["problem_id"] for r in a], resamples=resamples, seed=seed)
+    out: dict[str, Any] = {"pairs": len(a)}
+    for name, d in diffs.items():
+        out[name] = None if d is None else {"diff": round(d.diff, 4), "low": round(d.low, 4), "high": round(d.high, 4),
+                                            "problems": d.n, "excludes_zero": d.excludes_zero}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Paired held-out AUROC differences of training runs against the first.")
+    parser.add_argument("runs", nargs="+", help="run directories (or heldout_scores.jsonl files); the first is the base")
+    parser.add_argument("--resamples", type=int, default=2000)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    if len(args.runs) < 2:
+        parser.error("name a base run and at least one variant")
+    try:
+        results = {v: compare_runs(args.runs[0], v, args.resamples) for v in args.runs[1:]}
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"base": args.runs[0], "variants": results}, indent=2))
+        return 0
+    print(f"variant minus {args.runs[0]} (95% CI, problems resampled)")
+    print("| variant | AUROC | within-problem AUROC |\n|---|---|---|")
+    for v, r in results.items():
+        cells = [("n/a" if r[k] is None else f"{r[k]['diff']:+.3f} [{r[k]['low']:+.3f}, {r[k]['high']:+.3f}]")
+                 for k in ("auroc", "within_problem_auroc")]
+        print(f"| {v} | {cells[0]} | {cells[1]} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -189,6 +189,44 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = 10
     return PairedDiff(float(d.mean()), float(low), float(high), len(d))
 
 
+def paired_auroc_bootstrap(a: Sequence[float], b: Sequence[float], labels: Sequence[bool], groups: Sequence[Hashable],
+                           resamples: int = 2000, seed: int = 0) -> dict[str, PairedDiff | None]:
+    """Paired differences AUROC(a) - AUROC(b) of two verifiers' scores on the same labelled items,
+    whole-set and within-problem, with 95% bootstrap CIs that resample the groups (problems).
+
+    ``within_problem_auroc`` is None when no group has both a right and a wrong item.
+    """
+    import numpy as np
+
+    if not (len(a) == len(b) == len(labels) == len(groups)) or not a:
+        raise ValueError(f"paired_auroc_bootstrap needs equally long non-empty lists, got {len(a)}, {len(b)}, "
+                         f"{len(labels)} labels, {len(groups)} groups")
+    members: dict[Hashable, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    ids = list(members.values())
+    ys = [bool(y) for y in labels]
+    if all(ys) or not any(ys):
+        raise ValueError(f"AUROC needs both classes; got {sum(ys)} positives among {len(ys)} items")
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(resamples):
+        ix = [i for j in rng.integers(0, len(ids), size=len(ids)) for i in ids[j]]
+        sample_y = [ys[i] for i in ix]
+        if all(sample_y) or not any(sample_y):
+            continue  # a resample with one class has no AUROC
+        diffs.append(auroc([a[i] for i in ix], sample_y) - auroc([b[i] for i in ix], sample_y))
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    whole = PairedDiff(auroc(list(a), ys) - auroc(list(b), ys), float(low), float(high), len(ids))
+    both = [ix for ix in ids if any(ys[i] for i in ix) and not all(ys[i] for i in ix)]
+    within = None
+    if both:
+        per_a = [auroc([a[i] for i in ix], [ys[i] for i in ix]) for ix in both]
+        per_b = [auroc([b[i] for i in ix], [ys[i] for i in ix]) for ix in both]
+        within = paired_bootstrap(per_a, per_b, resamples=resamples, seed=seed)
+    return {"auroc": whole, "within_problem_auroc": within}
+
+
 # ---- one problem set's pools --------------------------------------------------------------------
 
 
