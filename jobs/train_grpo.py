@@ -8,12 +8,14 @@
 
 Recipe: (1) the config (genrm_ray.rl.config; bad input stops the job here, exit code 2); (2) start, in
 one ExitStack so that whatever was started is released however the job ends: the GenRM Serve app
-(genrm_* sources naming neither reward.url nor reward.app_name), the RewardActor (its source by name
-from genrm_ray.rl.rewards), the vLLM RolloutActor, the ReferenceActor (frozen SFT policy for the KL
-term) and the PolicyGroup (DeepSpeed ZeRO ranks); (3) resume from the run dir's last checkpoint, if
-any; (4) GRPO steps (genrm_ray.rl.step.grpo_step), held-out pass@1 every eval.every steps, a
-checkpoint every checkpoint_every, until train.steps or train.budget_minutes; (5) the policy's HF
-export, summary.json and grpo_curves.png in the run dir.
+(genrm_* sources naming neither reward.url nor reward.app_name), the VerifierTrainer (refresh.every > 0),
+the RewardActor (its source by name from genrm_ray.rl.rewards), the vLLM RolloutActor, the
+ReferenceActor (frozen SFT policy for the KL term) and the PolicyGroup (DeepSpeed ZeRO ranks);
+(3) resume from the run dir's last checkpoint, if any (a refreshed verifier from it too); (4) GRPO
+steps (genrm_ray.rl.step.grpo_step), the verifier refresh every refresh.every steps
+(genrm_ray.rl.refresh), held-out pass@1 every eval.every steps, a checkpoint every checkpoint_every,
+until train.steps or train.budget_minutes; (5) the policy's HF export (and the refreshed verifier's),
+summary.json and grpo_curves.png in the run dir.
 
 Run it from the repository root (or `ray job submit --working-dir .`): config paths are relative to
 it, and Ray workers import actors/ from the driver's working directory.
@@ -49,10 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = launch.run_dir(cfg.run_dir or f"runs/grpo-{cfg.reward.source}", "grpo", cfg, "grpo_config.json")
     print(f"[grpo] config {args.config} -> {run_dir}; reward {cfg.reward.source}; policy {cfg.models.policy}")
 
+    import ray
     from transformers import AutoTokenizer
 
     from genrm_ray.rl import step as grpo
     from genrm_ray.rl.plots import plot_grpo_runs, read_metrics
+    from genrm_ray.rl.refresh import RefreshBuffer
     from genrm_ray.run_logger import RunLogger
     from genrm_ray.tasks import get_task
 
@@ -66,9 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     # `ray job stop` sends SIGTERM: leave through the ExitStack, so the Serve app goes too (Serve
     # apps outlive their driver; actors and placement groups die with it).
     signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
+    start, ckpt = grpo.latest_checkpoint(run_dir)
+    if ckpt is not None and (ckpt / grpo.VERIFIER_EXPORT).is_dir():  # serve and refresh the refreshed verifier
+        cfg.models.verifier = str((ckpt / grpo.VERIFIER_EXPORT).resolve())
+    buffer = RefreshBuffer() if cfg.refresh.every > 0 else None
     with contextlib.ExitStack() as started:
         actors = start_actors(cfg, started)
-        start, ckpt = grpo.latest_checkpoint(run_dir)
         elapsed_before = 0.0
         if ckpt is not None:  # optimizer and weights from the checkpoint, then the engine follows
             elapsed_before = grpo.restore_checkpoint(actors, ckpt, start)
@@ -82,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         t_run = time.perf_counter() - elapsed_before
         for step in range(start + 1, t.steps + 1):
             problems = grpo.problems_for_step(train_problems, t.seed, step, cfg.rollout.prompts_per_step)
-            metrics = grpo.grpo_step(actors, cfg, task, problems, step, pad_id)
+            metrics = grpo.grpo_step(actors, cfg, task, problems, step, pad_id, buffer)
+            if buffer is not None and step % cfg.refresh.every == 0:
+                metrics.update(grpo.refresh_verifier(actors, cfg, task, buffer))
             metrics["elapsed_s"] = time.perf_counter() - t_run
             out_of_time = t.budget_minutes > 0 and metrics["elapsed_s"] > 60 * t.budget_minutes
             last = step == t.steps or out_of_time
@@ -91,11 +100,13 @@ def main(argv: list[str] | None = None) -> int:
                 logger.note(progress_line(metrics))
             logger.log(metrics)
             if step % cfg.checkpoint_every == 0 or last:
-                grpo.save_checkpoint(actors.policy, run_dir, step, metrics["elapsed_s"])
+                grpo.save_checkpoint(actors.policy, run_dir, step, metrics["elapsed_s"], actors.verifier)
             if out_of_time:
                 print(f"[grpo] time budget of {t.budget_minutes} min reached after step {step}")
                 break
         actors.policy.save_hf(str(run_dir / "hf_model"))
+        if actors.verifier is not None:
+            ray.get(actors.verifier.save_hf.remote(str(run_dir / grpo.VERIFIER_EXPORT)))
 
     rows = read_metrics(run_dir)
     summary = grpo.run_summary(rows, cfg.reward.source, run_dir / "hf_model")
@@ -119,6 +130,16 @@ def start_actors(cfg: GRPOConfig, started: contextlib.ExitStack) -> GRPOActors:
     from genrm_ray.rl.rewards import needs_reward_app, source_options
     from genrm_ray.rl.step import GRPOActors
 
+    verifier = None
+    if cfg.refresh.every > 0:  # before the app: its replicas follow this actor's weights (serving reload.actor)
+        from actors.verifier_actor import VerifierTrainer
+        from genrm_ray.rl.config import serve_config
+        from genrm_ray.rl.refresh import NAMESPACE, trainer_name
+
+        name = trainer_name(serve_config(cfg).http.app_name)
+        verifier = VerifierTrainer.options(name=name, namespace=NAMESPACE, num_cpus=cfg.refresh.num_cpus,
+                                           max_concurrency=4).remote(cfg.models.verifier, cfg.refresh)
+        started.callback(ray.kill, verifier)
     app_name = deploy_reward_app(cfg, started) if needs_reward_app(cfg) else ""
     reward = RewardActor.options(num_cpus=cfg.reward.num_cpus).remote(cfg.reward.source, source_options(cfg, app_name))
     started.callback(ray.kill, reward)
@@ -131,7 +152,7 @@ def start_actors(cfg: GRPOConfig, started: contextlib.ExitStack) -> GRPOActors:
     # Last: the actors above load their models while the ranks' placement group waits for room.
     policy = PolicyGroup(cfg.models.policy, cfg.train, timeout_s=cfg.train.placement_timeout_s)
     started.callback(policy.shutdown)
-    return GRPOActors(rollout, reward, policy, reference)
+    return GRPOActors(rollout, reward, policy, reference, verifier)
 
 
 def deploy_reward_app(cfg: GRPOConfig, started: contextlib.ExitStack) -> str:

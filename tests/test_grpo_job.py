@@ -156,3 +156,65 @@ def test_every_grpo_config_file_loads(path):
 
     cfg = load_config(GRPOConfig, path)  # unknown keys / wrong types fail here
     assert cfg.rollout.group_size >= 2 and cfg.task.eval_split != "test"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["reward.source=oracle", "refresh.every=2"], "refresh.every=2: the verifier refresh trains the GenRM this job serves"),
+    (["reward.source=genrm_direct", "reward.url=http://127.0.0.1:9", "refresh.every=1"],
+     "needs reward.source genrm_cot or genrm_direct without reward.url / reward.app_name"),
+    (["reward.source=oracle", "refresh.every=-1"], "refresh.every must be >= 0 (0 = no refresh), got -1"),
+    (["reward.source=genrm_direct", "refresh.every=1", "refresh.steps=0"], "refresh.steps must be >= 1, got 0"),
+    (["reward.source=genrm_direct", "refresh.every=1", "refresh.lr=0"], "refresh.lr must be > 0"),
+])
+def test_bad_refresh_config_fails_naming_the_key(overrides, message, policy_dir, tiny_model_dir):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_grpo_config(TEST_CONFIG, [f"models.policy={policy_dir}", f"models.verifier={tiny_model_dir}",
+                                       f"reward.serve_config={SERVE_TEST_CONFIG}", *overrides])
+
+
+def test_refresh_points_the_served_replicas_at_the_trainer(policy_dir, tiny_model_dir):
+    """With refresh on, the app this job starts follows the trainer's weights (serving reload.actor) and its
+    engine can load weights in place; without it, the app serves the checkpoint as it is."""
+    from genrm_ray.engine.weight_sync import EXTENSION
+    from genrm_ray.rl.config import serve_config
+    from genrm_ray.rl.refresh import NAMESPACE, trainer_name
+    from genrm_ray.serving.config import engine_options
+
+    common = [f"models.policy={policy_dir}", f"models.verifier={tiny_model_dir}", "reward.source=genrm_direct",
+              f"reward.serve_config={SERVE_TEST_CONFIG}"]
+    served = serve_config(load_grpo_config(TEST_CONFIG, [*common, "refresh.every=3"]))
+    assert (served.reload.actor, served.reload.namespace) == (trainer_name(served.http.app_name), NAMESPACE)
+    assert engine_options(served)["worker_extension_cls"] == EXTENSION
+    plain = serve_config(load_grpo_config(TEST_CONFIG, common))
+    assert plain.reload.actor == "" and "worker_extension_cls" not in engine_options(plain)
+
+
+@pytest.mark.integration
+def test_grpo_with_verifier_refresh_runs_and_exports_the_verifier(ray_cluster, reward_server, tiny_model_dir, tmp_path):
+    """refresh.every=1 on the job's own GenRM app: every step logs a refresh (trained, or skipped when the
+    tiny random policy's rollouts are all wrong), the refreshed verifier is exported, and the app and
+    the trainer are gone after the job."""
+    import ray
+    from ray import serve
+
+    from genrm_ray.rl.refresh import NAMESPACE, trainer_name
+
+    app = f"grpo-refresh-{os.getpid()}"
+    overrides = f"[http.app_name={app}, http.route_prefix=/{app}, deployment.num_cpus=0.25, deployment.max_replicas=1]"
+    run_dir = tmp_path / "grpo"
+    proc = run_job([f"models.policy={tiny_model_dir}", f"models.verifier={tiny_model_dir}", f"run_dir={run_dir}",
+                    "reward.source=genrm_direct", f"reward.serve_config={SERVE_TEST_CONFIG}",
+                    f"reward.serve_overrides={overrides}", "train.steps=2", "refresh.every=1", "refresh.steps=1",
+                    "refresh.deepspeed.bf16=false"], ray_cluster.env)
+    assert succeeded(proc)
+    steps = [x for x in rows(run_dir) if x["step"] > 0]
+    assert [x["step"] for x in steps] == [1, 2]
+    for x in steps:
+        assert x["refresh_skipped"] in (0.0, 1.0) and x["refresh_s"] >= 0
+        if x["refresh_skipped"] == 0.0:
+            assert x["refresh_examples"] >= 2 and x["verifier_version"] >= 1
+    assert (run_dir / "verifier_hf" / "config.json").is_file()
+    assert (run_dir / "checkpoints" / "step_2" / "verifier_hf" / "config.json").is_file()
+    assert app not in serve.status().applications
+    with pytest.raises(ValueError):
+        ray.get_actor(trainer_name(app), namespace=NAMESPACE)

@@ -169,6 +169,15 @@ class VLLMBackend:
         outputs = self.llm.generate(list(prompts), _logprob_params(ids), use_tqdm=False)
         return [_requested_logprobs(o, ids) for o in outputs]
 
+    def load_weights(self, weights: dict[str, Any]) -> None:
+        """Load a full HF-named state dict into the running engine, then drop the stale prefix cache.
+        The engine needs ``worker_extension_cls`` = weight_sync.EXTENSION (weight_sync.with_extension)."""
+        from genrm_ray.engine.weight_sync import RPC_METHOD, check_loaded, pack_weights
+
+        check_loaded(self.llm.collective_rpc(RPC_METHOD, args=(pack_weights(weights),)), len(weights))
+        if not self.llm.reset_prefix_cache():
+            raise RuntimeError("weight sync: vLLM refused to reset the prefix cache (requests still running)")
+
     def close(self) -> None:
         """Stop vLLM's engine-core process now instead of at interpreter exit."""
         engine = getattr(self, "llm", None)
@@ -224,6 +233,15 @@ class AsyncVLLMBackend:
         ids = check_token_ids(token_ids, len(self.tokenizer))
         outputs = await asyncio.gather(*(self._final(p, _logprob_params(ids)) for p in prompts))
         return [_requested_logprobs(o, ids) for o in outputs]
+
+    async def load_weights(self, weights: dict[str, Any]) -> None:
+        """``VLLMBackend.load_weights`` for the async engine. The caller must hold back new requests
+        until it returns (serving.app does), so that none runs on half-loaded weights."""
+        from genrm_ray.engine.weight_sync import RPC_METHOD, check_loaded, pack_weights
+
+        check_loaded(await self.engine.collective_rpc(RPC_METHOD, args=(pack_weights(weights),)), len(weights))
+        if not await self.engine.reset_prefix_cache():
+            raise RuntimeError("weight sync: vLLM refused to reset the prefix cache (requests still running)")
 
     def close(self) -> None:
         self.engine.shutdown()

@@ -98,6 +98,23 @@ class PassAtOneConfig:
 
 
 @dataclass
+class RefreshConfig:
+    """Verifier refresh (genrm_ray.rl.refresh): every ``every`` steps the rollouts since the last refresh,
+    graded by the task's grader, train the served GenRM for ``steps`` optimizer steps, and its replicas
+    load the new weights in place. genrm_* sources whose app this job starts only."""
+
+    every: int = 0  # GRPO steps between refreshes; 0 = off
+    steps: int = 4  # verifier optimizer steps per refresh
+    micro_batch_size: int = 8
+    lr: float = 1e-5
+    max_examples: int = 64  # balanced Yes/No examples per refresh, from the newest rollouts
+    max_length: int = 768  # tokens per example (prompt + target); a longer one is left out
+    deepspeed: DeepSpeedConfig = field(default_factory=lambda: DeepSpeedConfig(zero_stage=2))
+    num_cpus: float = 0.25  # the trainer actor
+    seed: int = 0
+
+
+@dataclass
 class GRPOConfig:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -105,6 +122,7 @@ class GRPOConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     train: PolicyTrainConfig = field(default_factory=PolicyTrainConfig)
     eval: PassAtOneConfig = field(default_factory=PassAtOneConfig)
+    refresh: RefreshConfig = field(default_factory=RefreshConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     checkpoint_every: int = 20  # steps; the last step always saves; a rerun in the same run_dir resumes
     run_dir: str = ""  # "" = runs/grpo-<reward source>
@@ -168,6 +186,7 @@ def check_grpo_config(cfg: GRPOConfig) -> None:
     if any(o.startswith("scoring.cot") for o in cfg.reward.serve_overrides):
         raise ConfigError("reward.serve_overrides: the app this job starts votes with reward.cot; set reward.cot.* instead "
                           "of scoring.cot.*")
+    check_refresh(cfg, served_elsewhere)
     if cfg.task.eval_split == "test":
         raise ConfigError("task.eval_split=test is reserved for Best-of-N; use validation (or ood)")
     from genrm_ray.tasks import get_task
@@ -180,6 +199,25 @@ def check_grpo_config(cfg: GRPOConfig) -> None:
     m.policy = str(resolve_base_model(m.policy, "models.policy", vllm=True).resolve())
 
 
+def check_refresh(cfg: GRPOConfig, served_elsewhere: bool) -> None:
+    f = cfg.refresh
+    if f.every < 0:
+        raise ConfigError(f"refresh.every must be >= 0 (0 = no refresh), got {f.every}")
+    if f.every == 0:
+        return
+    if not cfg.reward.source.startswith("genrm") or served_elsewhere:
+        raise ConfigError(f"refresh.every={f.every}: the verifier refresh trains the GenRM this job serves; it needs "
+                          "reward.source genrm_cot or genrm_direct without reward.url / reward.app_name "
+                          f"(got source {cfg.reward.source!r})")
+    for key, value, low in [("refresh.steps", f.steps, 1), ("refresh.micro_batch_size", f.micro_batch_size, 1),
+                            ("refresh.max_examples", f.max_examples, 2), ("refresh.max_length", f.max_length, 8)]:
+        if value < low:
+            raise ConfigError(f"{key} must be >= {low}, got {value}")
+    if f.lr <= 0:
+        raise ConfigError(f"refresh.lr must be > 0, got {f.lr}")
+    check_deepspeed(f.deepspeed, "refresh.deepspeed")
+
+
 def serve_config(cfg: GRPOConfig):
     """The config of the reward app this job starts (genrm_* sources without url / app_name): serve_config
     over models.verifier, voting with reward.cot."""
@@ -189,5 +227,9 @@ def serve_config(cfg: GRPOConfig):
         raise ConfigError(f"reward.serve_config: no such file {cfg.reward.serve_config}")
     serve = load_serve_config(cfg.reward.serve_config, [f"checkpoint={cfg.models.verifier}", *cfg.reward.serve_overrides])
     serve.scoring.cot = dataclasses.replace(cfg.reward.cot)
+    if cfg.refresh.every > 0:  # the replicas follow the refreshed verifier's weights
+        from genrm_ray.rl.refresh import NAMESPACE, trainer_name
+
+        serve.reload.actor, serve.reload.namespace = trainer_name(serve.http.app_name), NAMESPACE
     check_serve_config(serve)
     return serve

@@ -30,6 +30,7 @@ from genrm_ray.rl.grpo import Rollout, RolloutBatch, group_advantages, make_roll
 
 if TYPE_CHECKING:
     from genrm_ray.rl.config import GRPOConfig, RolloutConfig
+    from genrm_ray.rl.refresh import RefreshBuffer
     from genrm_ray.tasks import Problem, Task
 
 
@@ -52,6 +53,10 @@ class LogProbModel(Protocol):  # actors.reference_actor.ReferenceActor
     logprobs: RemoteMethod  # (RolloutBatch) -> [B, T] log-probs
 
 
+class VerifierTrainer(Protocol):  # actors.verifier_actor.VerifierTrainer
+    train: RemoteMethod  # (list[SFTRecord]) -> refresh stats; publishes the next weights version
+
+
 class Policy(Protocol):  # actors.policy_actor.PolicyGroup: a driver-side object over its rank actors
     def logprobs(self, batch: RolloutBatch) -> torch.Tensor: ...
     def train_step(self, batch: RolloutBatch) -> dict[str, float]: ...
@@ -66,6 +71,7 @@ class GRPOActors:
     reward: RewardScorer
     policy: Policy
     reference: LogProbModel | None  # None: train.kl_coef = 0, no KL term
+    verifier: VerifierTrainer | None = None  # None: refresh.every = 0, the verifier stays as served
 
 
 @dataclass
@@ -122,9 +128,9 @@ def rollout_and_score(rollout: RolloutEngine, reward: RewardScorer, problems: Se
 
 
 def grpo_step(actors: GRPOActors, cfg: GRPOConfig, task: Task, problems: Sequence[Problem], step: int,
-              pad_id: int) -> dict[str, float]:
+              pad_id: int, buffer: RefreshBuffer | None = None) -> dict[str, float]:
     """One GRPO update on ``problems``, the engine synced to the new weights (version ``step``); the
-    step's metrics (``step_metrics``)."""
+    step's metrics (``step_metrics``). ``buffer`` (verifier refresh) gets the step's graded rollouts."""
     import ray
 
     scored = rollout_and_score(actors.rollout, actors.reward, problems, cfg.rollout, seed=cfg.train.seed + step)
@@ -139,7 +145,27 @@ def grpo_step(actors: GRPOActors, cfg: GRPOConfig, task: Task, problems: Sequenc
     ray.get(actors.rollout.update_weights.remote(actors.policy.state_dict_ref(), step))
     update_s = time.perf_counter() - t0
     graded = [task.is_correct(x.text, p) for p, group in zip(problems, scored.groups) for x in group]
+    if buffer is not None:
+        buffer.add(problems, scored.groups, graded)
     return step_metrics(step, scored, graded, stats, update_s)
+
+
+def refresh_verifier(actors: GRPOActors, cfg: GRPOConfig, task: Task, buffer: RefreshBuffer) -> dict[str, float]:
+    """The verifier refresh (genrm_ray.rl.refresh): the buffer's graded rollouts train the verifier,
+    whose replicas load the new weights before their next request. Its metrics; ``refresh_skipped`` 1
+    when the rollouts held one class only (nothing to balance), and then the buffer keeps filling."""
+    import ray
+
+    t = time.perf_counter()
+    mode = "cot" if cfg.reward.source == "genrm_cot" else "direct"
+    kept = list(buffer.items)
+    records, stats = buffer.build(task, mode, cfg.refresh.max_examples, seed=cfg.refresh.seed)
+    if not records:
+        buffer.items = kept
+        return {"refresh_skipped": 1.0, "refresh_s": time.perf_counter() - t}
+    trained = ray.get(actors.verifier.train.remote(records))
+    return {**{k: float(v) for k, v in stats.items()}, **trained, "refresh_skipped": 0.0,
+            "refresh_s": time.perf_counter() - t}
 
 
 def step_metrics(step: int, scored: ScoredRollouts, graded: Sequence[bool], stats: dict[str, float],
@@ -191,11 +217,18 @@ def latest_checkpoint(run_dir: Path) -> tuple[int, Path | None]:
     return done[-1] if done else (0, None)
 
 
-def save_checkpoint(policy: Policy, run_dir: Path, step: int, elapsed_s: float) -> Path:
-    """The policy's optimizer and weights after ``step``, and the run's elapsed time (the time budget
-    carries over a resume)."""
+VERIFIER_EXPORT = "verifier_hf"  # the refreshed verifier's HF export, in a checkpoint and in the run dir
+
+
+def save_checkpoint(policy: Policy, run_dir: Path, step: int, elapsed_s: float, verifier: Any = None) -> Path:
+    """The policy's optimizer and weights after ``step``, the refreshed verifier's export (``verifier``:
+    its trainer, with refresh on), and the run's elapsed time (the time budget carries over a resume)."""
+    import ray
+
     folder = Path(run_dir) / "checkpoints" / f"step_{step}"
     policy.save_checkpoint(str(folder), tag=f"step_{step}")
+    if verifier is not None:
+        ray.get(verifier.save_hf.remote(str(folder / VERIFIER_EXPORT)))
     (folder / "state.json").write_text(json.dumps({"step": step, "elapsed_s": elapsed_s}) + "\n")
     return folder
 
@@ -224,5 +257,5 @@ def run_summary(rows: Sequence[dict[str, Any]], reward_source: str, hf_model: Pa
 
 
 __all__ = ["GRPOActors", "LogProbModel", "Policy", "RemoteMethod", "RewardScorer", "RolloutEngine", "ScoredRollouts",
-           "grpo_step", "latest_checkpoint", "mean_or", "pass_at_1", "problems_for_step", "restore_checkpoint",
-           "rollout_and_score", "run_summary", "save_checkpoint", "step_metrics"]
+           "VERIFIER_EXPORT", "VerifierTrainer", "grpo_step", "latest_checkpoint", "mean_or", "pass_at_1", "problems_for_step",
+           "refresh_verifier", "restore_checkpoint", "rollout_and_score", "run_summary", "save_checkpoint", "step_metrics"]

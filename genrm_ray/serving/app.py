@@ -14,6 +14,8 @@ concurrently, and vLLM schedules all their sequences together.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import time
 from typing import Any
@@ -86,6 +88,41 @@ async def _auth_and_count(request: Request, call_next):
     return response
 
 
+class ReloadGate:
+    """Requests of a replica run together; a weight reload waits until they have finished and holds
+    new ones back until the engine has the new weights, so no reward mixes old and new weights."""
+
+    def __init__(self):
+        self._cond = asyncio.Condition()
+        self._active = 0
+        self._reloading = False
+
+    @contextlib.asynccontextmanager
+    async def request(self):
+        async with self._cond:
+            await self._cond.wait_for(lambda: not self._reloading)
+            self._active += 1
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def reload(self):
+        async with self._cond:
+            await self._cond.wait_for(lambda: not self._reloading)
+            self._reloading = True
+            await self._cond.wait_for(lambda: self._active == 0)
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._reloading = False
+                self._cond.notify_all()
+
+
 # Serve pickles the class when it is decorated (here, at import), so everything its methods use is
 # defined above this line.
 @serve.deployment
@@ -107,6 +144,8 @@ class GenRMRewardServer:
         self.cache = LRUCache(cfg.scoring.cache_size)
         self.question_tokens = len(self.tokenizer.encode(prompts.DIRECT_QUESTION, add_special_tokens=False))
         self.metrics = replica_metrics()
+        self.weights_version = 0  # 0: the checkpoint; then the version of reload.actor's weights
+        self.gate = ReloadGate()
 
     # --- HTTP routes -------------------------------------------------------------------------
     @api.post("/v1/rewards", response_model=RewardResponse)
@@ -148,6 +187,11 @@ class GenRMRewardServer:
         and result; bad input raises RequestError (or pydantic's ValidationError)."""
         body = request if isinstance(request, RewardRequest) else RewardRequest.model_validate(request)
         return await self._score(body)
+
+    async def current_weights_version(self) -> int:
+        """The version of the weights this replica scores with, after following reload.actor."""
+        await self._follow_weights()
+        return self.weights_version
 
     async def check_health(self) -> None:
         """Serve's periodic health check: a dead engine marks the replica unhealthy, Serve replaces it."""
@@ -219,8 +263,33 @@ class GenRMRewardServer:
                                    f"over the model's context max_model_len={limit}; shorten prompt or response")
         return lengths
 
-    async def _score(self, body: RewardRequest) -> dict:
+    async def _follow_weights(self) -> None:
+        """Load reload.actor's weights in place when it has a newer version than this replica."""
+        import ray
 
+        r = self.cfg.reload
+        if not r.actor:
+            return
+        try:
+            source = ray.get_actor(r.actor, namespace=r.namespace)
+        except ValueError:
+            raise RuntimeError(f"reload.actor: no actor {r.actor!r} in namespace {r.namespace!r} (the job that "
+                               "trains the verifier has stopped?)") from None
+        if await source.weights_version.remote() <= self.weights_version:
+            return
+        async with self.gate.reload():
+            version, ref = await source.published.remote()
+            if version > self.weights_version:  # another request may have loaded it while this one waited
+                await self.backend.load_weights(await ref)
+                self.cache.clear()  # rewards of the old weights
+                self.weights_version = version
+
+    async def _score(self, body: RewardRequest) -> dict:
+        await self._follow_weights()
+        async with self.gate.request():
+            return await self._score_now(body)
+
+    async def _score_now(self, body: RewardRequest) -> dict:
         s = self.cfg.scoring
         k = self._check_limits(body)
         items = self._verify_items(body)

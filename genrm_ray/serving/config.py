@@ -79,6 +79,16 @@ class HTTPConfig:
 
 
 @dataclass
+class ReloadConfig:
+    # A named Ray actor whose weights the replicas follow: the GRPO job's verifier trainer
+    # (actors.verifier_actor.VerifierTrainer, train_grpo refresh.*). Before each request a replica asks
+    # it for its weights version and, when newer, loads its weights in place (no restart) and clears
+    # its reward cache. "" = the replicas serve `checkpoint` as it is.
+    actor: str = ""
+    namespace: str = "genrm"
+
+
+@dataclass
 class ServeConfig:
     # The GenRM: its HF export, or the training run that holds it (runs/<run>: genrm/hf_model).
     checkpoint: str = ""
@@ -87,6 +97,7 @@ class ServeConfig:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
     http: HTTPConfig = field(default_factory=HTTPConfig)
+    reload: ReloadConfig = field(default_factory=ReloadConfig)
 
 
 def load_serve_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> ServeConfig:
@@ -145,6 +156,10 @@ def engine_options(cfg: ServeConfig) -> dict[str, Any]:
     if e.tensor_parallel_size > 1:
         # Workers go into this replica's placement group (bundles below), one GPU each.
         options.update(tensor_parallel_size=e.tensor_parallel_size, distributed_executor_backend="ray")
+    if cfg.reload.actor:
+        from genrm_ray.engine.weight_sync import with_extension
+
+        options = with_extension(options, "reload.actor")  # in-place weight loading
     return options
 
 

@@ -43,5 +43,8 @@ class LRUCache:
         while len(self._data) > self.size:
             self._data.popitem(last=False)
 
+    def clear(self) -> None:
+        self._data.clear()
+
     def __len__(self) -> int:
         return len(self._data)
