@@ -611,7 +611,7 @@ def test_decomposed_rationales_keep_every_claim_and_verdict(name):
     """Against the quoted rationale of the same candidate: the same lines, each quoting the same claim
     and ending on the same verdict; only the recomputation between them is worked out."""
     task = get_task(name)
-    assert task.rationale_formats == ("quoted", "decomposed")
+    assert task.rationale_formats == ("quoted", "decomposed", "lastdigit")
     problems = task.generate("train", 120, seed=3) if name == "arithmetic" else task.load(GSM8K_HEAD)
     rng, longer = random.Random(0), 0
     for p in problems:
@@ -640,3 +640,53 @@ def test_tasks_without_math_reject_the_decomposed_format():
         assert get_task(name).rationale_formats == ("quoted",)
         with pytest.raises(ConfigError, match=rf"data.rationale_format: task '{name}' writes rationales as quoted"):
             check_rationale_format(name, "decomposed")
+
+
+@given(st.integers(0, 5000), st.sampled_from("+-*/"), st.integers(1, 500), st.integers(-3, 3))
+def test_last_digit_check_passes_exactly_when_the_last_digit_is_right(a, op, b, slip):
+    """A true claim always passes; a claim off by a slip passes iff the slip keeps its last digit."""
+    from genrm_ray.tasks.mathtext import find_equations, last_digit_check
+
+    if op == "-" and a < b:
+        a, b = b, a
+    if op == "/":
+        a = a * b  # whole quotients only
+    true = {"+": a + b, "-": a - b, "*": a * b, "/": a // b if b else 0}[op]
+    claimed = true + slip
+    if claimed < 0:
+        return
+    (eq,) = find_equations(f"It is {a} {op} {b} = {claimed} here.")
+    text, passes = last_digit_check(eq)
+    assert "so it ends in" in text
+    if op == "/":
+        assert passes == ((claimed * b) % 10 == a % 10)
+    else:
+        assert passes == (slip % 10 == 0)
+
+
+@pytest.mark.parametrize("name", ["arithmetic", "gsm8k"])
+def test_last_digit_rationales_name_no_reference_and_say_yes_only_when_every_check_passes(name):
+    """lastdigit: no line states the correct answer; right solutions always get Yes; a wrong solution
+    gets No when a step's last digit or its final answer is off, and Yes otherwise (a wrong setup)."""
+    from genrm_ray.tasks.mathtext import find_equations, format_number
+
+    task = get_task(name)
+    problems = task.generate("train", 80, seed=4) if name == "arithmetic" else task.load(GSM8K_HEAD)
+    rng, caught = random.Random(0), 0
+    for p in problems:
+        for c in task.candidate_solutions(p, 6, rng):
+            text = task.verification_rationale(p, c.solution, rationale_format="lastdigit")
+            assert "correct answer" not in text
+            yes = text.endswith(DIRECT_QUESTION + YES)
+            lines = text.split("\n")[:-1]
+            assert yes == all(line.endswith("Correct.") for line in lines)
+            answer = task.extract_answer(c.solution)
+            eqs = find_equations(c.solution)
+            if c.correct and answer is not None and all(eq.holds for eq in eqs) and any(
+                    task.answers_equal(answer, format_number(eq.claimed)) for eq in eqs):
+                assert yes, text  # a right answer from true steps, one of which computes it
+            caught += not c.correct and not yes
+    assert caught > 20
+    slip = task.verification_rationale(Problem("x", name, "Q", "342"), "So 18 * 19 = 349.\nThe answer is 349.",
+                                       rationale_format="lastdigit")
+    assert "last digits 8 * 9 = 72, so it ends in 2; 349 ends in 9. Wrong." in slip and slip.endswith(NO)

@@ -273,8 +273,11 @@ class ArithmeticTask(MathTask):
         recomputed one: the reference step with that value when the arithmetic holds (so a carried
         slip shows the operand that is off), else the solution's own left-hand side evaluated.
         Questions outside the templates get arithmetic-only checks of each equation.
-        ``rationale_format`` is how each recomputation is written (mathtext.RATIONALE_FORMATS).
+        ``rationale_format`` is how each recomputation is written (mathtext.RATIONALE_FORMATS); "lastdigit"
+        checks last digits only, with no reference (MathTask.last_digit_rationale).
         """
+        if rationale_format == "lastdigit":
+            return self.last_digit_rationale(problem, solution)
         equations = find_equations(solution)
         if self.parse(problem.question) is None:
             lines, first_wrong = equation_check_lines(equations, rationale_format)

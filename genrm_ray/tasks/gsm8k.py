@@ -64,7 +64,9 @@ class GSM8KTask(MathTask):
 
     def verification_rationale(self, problem: Problem, solution: str, rationale_format: str = "quoted") -> str:
         """GSM8K has no step-level ground truth: each equation's arithmetic is checked, then the
-        final answer against the reference."""
+        final answer against the reference ("lastdigit": MathTask.last_digit_rationale)."""
+        if rationale_format == "lastdigit":
+            return self.last_digit_rationale(problem, solution)
         lines, first_wrong = equation_check_lines(find_equations(solution), rationale_format)
         return self.finish_rationale(problem, solution, lines, first_wrong)
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
-from genrm_ray.tasks.base import Task, check_line
+from genrm_ray.prompts import DIRECT_QUESTION, NO, YES
+from genrm_ray.tasks.base import Problem, Task, check_line
 
 # 1,234,567.5 | 1234.5 | 12 | .5 ; thousands separators only in groups of three.
 _NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+"
@@ -153,7 +154,8 @@ def find_equations(text: str) -> list[Equation]:
 # How a rationale writes out a recomputation (data.rationale_format): "quoted" states the result
 # ("161 * 23 = 3703"); "decomposed" works it out in place-value parts a small model can do one at a
 # time ("161 * 23 = 161 * 20 + 161 * 3 = 3220 + 483 = 3703"). Both quote the solution's claim first.
-RATIONALE_FORMATS = ("quoted", "decomposed")
+# "lastdigit" checks each claim by its last digit only (MathTask.last_digit_rationale).
+RATIONALE_FORMATS = ("quoted", "decomposed", "lastdigit")
 _BINARY = re.compile(r"^(\d+) ([-+*/]) (\d+)$")
 
 
@@ -240,10 +242,73 @@ def equation_check_lines(equations: list[Equation], rationale_format: str = "quo
     return lines, first_wrong
 
 
+def last_digit_check(eq: Equation) -> tuple[str, bool] | None:
+    """The last-digit check of ``a op b = c`` for whole a, b, c >= 0: (text, passes), None when it
+    does not apply (another shape, fractions, negatives). A division is checked by multiplying back.
+
+    ``18 * 19 = 349`` -> ``last digits 8 * 9 = 72, so it ends in 2; 349 ends in 9``, fails.
+    """
+    m = _BINARY.match(eq.lhs)
+    c = eq.claimed
+    if m is None or c.denominator != 1 or c < 0:
+        return None
+    a, op, b, c = int(m.group(1)), m.group(2), int(m.group(3)), int(c)
+    x, y, z = a % 10, b % 10, c % 10
+    if op == "+":
+        work, digit, target, whose = f"{x} + {y} = {x + y}", (x + y) % 10, z, c
+    elif op == "*":
+        work, digit, target, whose = f"{x} * {y} = {x * y}", (x * y) % 10, z, c
+    elif op == "-":
+        if a < b:
+            return None
+        work = f"{x} - {y} = {x - y}" if x >= y else f"1{x} - {y} = {10 + x - y}"
+        digit, target, whose = (x - y) % 10, z, c
+    else:  # c / b = a checked as c * b, which must end like a
+        work, digit, target, whose = f"{z} * {y} = {z * y}, times back", (z * y) % 10, x, a
+    return f"last digits {work}, so it ends in {digit}; {whose} ends in {target}", digit == target
+
+
 class MathTask(Task):
     """Numeric answers: canonical numbers, compared exactly (12 == 12.0 == "12.00")."""
 
     rationale_formats = RATIONALE_FORMATS
+
+    def last_digit_rationale(self, problem: Problem, solution: str) -> str:
+        """data.rationale_format=lastdigit: each equation checked by its last digit, a one-digit sum or
+        product, then whether the final answer is the last step's result. Unlike the other formats it
+        names no reference answer, so the verdict ("Yes" when every check passes) is one the verifier
+        can reach without solving the problem. It misses slips that keep the last digit (most carry
+        errors in sums) and wrong setups whose arithmetic holds: those wrong solutions get a "Yes"
+        rationale, which training drops (the verdict must match the label). Equations it cannot check
+        by digit (fractions, negatives, longer expressions) are recomputed in full.
+        """
+        equations = find_equations(solution)
+        lines, ok = [], True
+        for i, eq in enumerate(equations, start=1):
+            check = last_digit_check(eq)
+            if check is None:
+                lines.append(arithmetic_line(f"Step {i}", eq))
+                ok = ok and eq.holds
+            else:
+                text, passes = check
+                lines.append(check_line(f"Step {i}", eq.text, text, passes))
+                ok = ok and passes
+        predicted = self.extract_answer(solution)
+        if predicted is None:
+            lines.append("Final answer: the solution gives none. Wrong.")
+            ok = False
+        elif not equations:
+            lines.append(f"Final answer: the solution says {predicted} with no step to check. Wrong.")
+            ok = False
+        else:
+            steps = [i for i, eq in enumerate(equations, start=1) if self.answers_equal(predicted, format_number(eq.claimed))]
+            if steps:
+                lines.append(check_line("Final answer", predicted, f"step {steps[-1]} gives it", True))
+            else:
+                lines.append(check_line("Final answer", predicted, "no step gives it", False))
+                ok = False
+        lines.append(DIRECT_QUESTION + (YES if ok else NO))
+        return "\n".join(lines)
 
     def normalize_answer(self, value: str) -> str | None:
         return parse_number(value)
