@@ -145,6 +145,7 @@ class GenRMRewardServer:
         self.question_tokens = len(self.tokenizer.encode(prompts.DIRECT_QUESTION, add_special_tokens=False))
         self.metrics = replica_metrics()
         self.weights_version = 0  # 0: the checkpoint; then the version of reload.actor's weights
+        self.weights_source = None  # reload.actor's handle, once looked up
         self.gate = ReloadGate()
 
     # --- HTTP routes -------------------------------------------------------------------------
@@ -270,11 +271,13 @@ class GenRMRewardServer:
         r = self.cfg.reload
         if not r.actor:
             return
-        try:
-            source = ray.get_actor(r.actor, namespace=r.namespace)
-        except ValueError:
-            raise RuntimeError(f"reload.actor: no actor {r.actor!r} in namespace {r.namespace!r} (the job that "
-                               "trains the verifier has stopped?)") from None
+        if self.weights_source is None:  # looked up once: a lookup per request would ask the GCS each time
+            try:
+                self.weights_source = ray.get_actor(r.actor, namespace=r.namespace)
+            except ValueError:
+                raise RuntimeError(f"reload.actor: no actor {r.actor!r} in namespace {r.namespace!r} (the job that "
+                                   "trains the verifier has stopped?)") from None
+        source = self.weights_source
         if await source.weights_version.remote() <= self.weights_version:
             return
         async with self.gate.reload():
