@@ -53,9 +53,8 @@ class VerifierTrainer:
         hp = TrainHParams(max_steps=1, micro_batch_size=cfg.micro_batch_size, grad_accum=1, lr=cfg.lr,
                           weight_decay=0.0, warmup_steps=0, min_lr_ratio=1.0, seed=cfg.seed)
         self.engine = build_engine(TargetTokenLoss(model), cfg.deepspeed, hp)
-        self.version = 0  # 0: the export as loaded; each refresh adds one
         self.micro_steps = 0  # batches drawn so far: each refresh continues the seeded order
-        self._published: tuple[int, Any] = (0, None)
+        self._published: tuple[int, Any] = (0, None)  # version 0: the export as loaded; each refresh adds one
 
     def train(self, records: list[SFTRecord]) -> dict[str, float]:
         """``refresh.steps`` optimizer steps on ``records`` (epoch after epoch of length-grouped
@@ -88,9 +87,9 @@ class VerifierTrainer:
         self.engine.eval()
         with torch.no_grad():
             after = [float(lm_loss(self.engine, {k: v.to(device) for k, v in b.items()})) for b in batches]
-        self.version += 1
-        self._published = (self.version, ray.put(self._state_dict()))
-        return {"verifier_version": float(self.version), "refresh_loss_before": losses[0],
+        version = self._published[0] + 1
+        self._published = (version, ray.put(self._state_dict()))
+        return {"verifier_version": float(version), "refresh_loss_before": losses[0],
                 "refresh_loss_after": sum(after) / len(after), "refresh_trained": float(len(examples)),
                 "refresh_too_long": float(len(records) - len(examples))}
 

@@ -275,7 +275,7 @@ class MathTask(Task):
 
     def last_digit_rationale(self, problem: Problem, solution: str) -> str:
         """data.rationale_format=lastdigit: each equation checked by its last digit, a one-digit sum or
-        product, then whether the final answer is the last step's result. Unlike the other formats it
+        product, then whether the final answer is one of the steps' results. Unlike the other formats it
         names no reference answer, so the verdict ("Yes" when every check passes) is one the verifier
         can reach without solving the problem. It misses slips that keep the last digit (most carry
         errors in sums) and wrong setups whose arithmetic holds: those wrong solutions get a "Yes"
