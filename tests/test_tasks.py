@@ -588,7 +588,12 @@ def test_decomposed_recomputation_is_a_true_chain_ending_on_the_value(a, op, b):
     if decomposed != quoted:
         assert chains_hold(decomposed), decomposed
     exact = {"+": a + b, "-": a - b, "*": a * b, "/": Fraction(a, b)}[op]
-    if exact.denominator == 1 and exact >= 0 and op in "+-*" and len(str(b)) > 1 and b % 10:
+    # The factor worked() splits: b for + and -; for *, the shorter one (the other when one has a
+    # single digit); it splits only when that factor has two or more non-zero place values.
+    shorter_left = b < 10 or (a >= 10 and len(str(a)) < len(str(b)))
+    split = a if op == "*" and shorter_left else b
+    splits = sum(d != "0" for d in str(split)) > 1 and not (op == "*" and a < 10 and b < 10)
+    if exact.denominator == 1 and exact >= 0 and op in "+-*" and splits:
         assert decomposed.count("=") >= 3  # split into place-value parts
 
 
