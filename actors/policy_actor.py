@@ -45,7 +45,7 @@ class PolicyWorker:
         from transformers import AutoModelForCausalLM
 
         from genrm_ray.train.config import TrainHParams
-        from genrm_ray.train.step import build_engine
+        from genrm_ray.train.step import TargetTokenLoss, build_engine
 
         self.cfg = cfg
         self.model_dir, self.rank, self.world_size = model_dir, rank, world_size
@@ -57,13 +57,16 @@ class PolicyWorker:
             torch.cuda.set_device(0)  # Ray sets CUDA_VISIBLE_DEVICES to this actor's GPU
         dist.init_process_group("nccl" if on_gpu else "gloo", init_method=f"tcp://{master_addr}:{master_port}",
                                 rank=rank, world_size=world_size)
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
         # min_lr_ratio=1: flat LR after warm-up (an RL run has no fixed horizon to decay over).
         hp = TrainHParams(max_steps=max(1, cfg.warmup_steps) + 1, micro_batch_size=cfg.micro_batch_size, grad_accum=1,
                           lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
                           min_lr_ratio=1.0, seed=cfg.seed)
-        self.engine = build_engine(model, cfg.deepspeed, hp)
+        # The head at response tokens only (rl.grpo.token_logprobs); the state dict keeps the HF names.
+        self.engine = build_engine(TargetTokenLoss(model), cfg.deepspeed, hp)
 
     def ready(self) -> int:
         return self.rank
@@ -89,7 +92,8 @@ class PolicyWorker:
         for i, micro in enumerate(parts):
             # One boundary at the last micro-batch: ZeRO reduces and the optimizer steps once.
             self.engine.set_gradient_accumulation_boundary(i == len(parts) - 1)
-            logp = token_logprobs(self.engine, micro.input_ids.to(device), micro.attention_mask.to(device))
+            logp = token_logprobs(self.engine, micro.input_ids.to(device), micro.attention_mask.to(device),
+                                  micro.response_mask.to(device))
             ref = micro.ref_logprobs.to(device) if micro.ref_logprobs is not None else None
             loss, stats = grpo_loss(logp, micro.old_logprobs.to(device), ref, micro.advantages.to(device),
                                     micro.response_mask.to(device), self.cfg.clip_eps, self.cfg.kl_coef)
@@ -103,7 +107,9 @@ class PolicyWorker:
                 "lr": float(self.engine.get_lr()[0])}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Full HF-named weights in fp32 on CPU on rank 0, {} elsewhere. Collective: every rank calls it."""
+        """Full HF-named weights on CPU on rank 0, {} elsewhere, in the module's dtype: bf16 in DeepSpeed's
+        bf16 mode (the values the ranks compute with; an fp32 copy would double the weight sync for
+        nothing, the engine casts anyway), else fp32. Collective: every rank calls it."""
         import deepspeed
 
         module = self.engine.module
@@ -112,7 +118,7 @@ class PolicyWorker:
         with gather:
             if self.rank != 0:
                 return {}
-            return {k: v.detach().float().cpu().clone() for k, v in module.state_dict().items()}
+            return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
     def save_checkpoint(self, directory: str, tag: str) -> None:
         """DeepSpeed checkpoint (weights, optimizer, LR schedule) for resume. Collective."""
@@ -201,7 +207,7 @@ class PolicyGroup:
         return {**merged, "grad_norm": results[0]["grad_norm"], "lr": results[0]["lr"]}
 
     def state_dict_ref(self) -> ray.ObjectRef:
-        """ObjectRef of rank 0's full fp32 state dict (pass it straight to RolloutActor.update_weights)."""
+        """ObjectRef of rank 0's full state dict (pass it straight to RolloutActor.update_weights)."""
         refs = [w.state_dict.remote() for w in self.workers]
         ray.get(refs[1:])  # the other ranks only join the gather; surface their errors here
         return refs[0]

@@ -147,7 +147,11 @@ def start_actors(cfg: GRPOConfig, started: contextlib.ExitStack) -> GRPOActors:
     started.callback(ray.kill, rollout)
     reference = None
     if cfg.train.kl_coef > 0:
-        reference = ReferenceActor.options(num_cpus=0.25).remote(cfg.models.policy)
+        from genrm_ray.train.config import resolve_bf16
+
+        bf16 = resolve_bf16(cfg.train.deepspeed, on_gpu=cfg.train.resources_per_worker.get("GPU", 0) > 0, key="train.deepspeed")
+        reference = ReferenceActor.options(num_cpus=0.25).remote(cfg.models.policy, cfg.train.micro_batch_size,
+                                                                 cfg.train.torch_threads, bf16)
         started.callback(ray.kill, reference)
     # Last: the actors above load their models while the ranks' placement group waits for room.
     policy = PolicyGroup(cfg.models.policy, cfg.train, timeout_s=cfg.train.placement_timeout_s)

@@ -87,6 +87,28 @@ def test_token_logprobs_alignment(hf_model):
     torch.testing.assert_close(batch_logprobs(hf_model, batch, micro_batch_size=1) * mask, lp.detach() * mask)
 
 
+def test_token_logprobs_at_response_tokens_equal_the_full_head(hf_model):
+    """A TargetTokenLoss model applies the head at the response tokens only: the same values there
+    (and the same gradients through them), 0 elsewhere."""
+    from genrm_ray.train.step import TargetTokenLoss
+
+    ids = torch.tensor([[1, 40, 41, 42, 43], [1, 50, 51, 52, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
+    response = torch.tensor([[0, 0, 1, 1, 1], [0, 0, 0, 1, 0]], dtype=torch.float32)
+    full = token_logprobs(hf_model, ids, mask)
+    (full * response).sum().backward()
+    want = {n: p.grad.clone() for n, p in hf_model.named_parameters()}
+    hf_model.zero_grad(set_to_none=True)
+    got = token_logprobs(TargetTokenLoss(hf_model), ids, mask, response)
+    torch.testing.assert_close(got, full.detach() * response)
+    got.sum().backward()
+    for n, p in hf_model.named_parameters():
+        torch.testing.assert_close(p.grad, want[n], msg=n)
+    hf_model.zero_grad(set_to_none=True)
+    with pytest.raises(ValueError, match="needs response_mask"):
+        token_logprobs(TargetTokenLoss(hf_model), ids, mask)
+
+
 def _loss_and_grad(logp0, old, adv, mask, ref=None, clip_eps=0.2, kl_coef=0.0):
     logp = logp0.clone().requires_grad_(True)
     loss, stats = grpo_loss(logp, old, ref, adv, mask, clip_eps, kl_coef)
@@ -354,8 +376,8 @@ def test_reference_actor_is_frozen(ray_cluster, tiny_model_dir, rollout_batch, h
     try:
         lp = ray.get(actor.logprobs.remote(rollout_batch))
         expected = token_logprobs(hf_model, rollout_batch.input_ids, rollout_batch.attention_mask).detach()
-        mask = rollout_batch.attention_mask
-        torch.testing.assert_close(lp * mask, expected * mask, atol=1e-5, rtol=0)
+        mask = rollout_batch.response_mask  # it scores the response tokens only, 0 elsewhere
+        torch.testing.assert_close(lp, expected * mask, atol=1e-5, rtol=0)
         torch.testing.assert_close(ray.get(actor.logprobs.remote(rollout_batch)), lp)
     finally:
         ray.kill(actor)

@@ -123,6 +123,7 @@ def policy_dir(tmp_path, monkeypatch) -> Path:
     ("train.placement_timeout_s=0", "train.placement_timeout_s must be > 0"),
     ("task.eval_split=test", "task.eval_split=test is reserved for Best-of-N"),
     ("rollout.group_size=1", "rollout.group_size must be >= 2"),
+    ("train.torch_threads=-1", "train.torch_threads must be >= 0, got -1"),
     ("rollout.prompts_per_step=5", "rollout.prompts_per_step=5 must be a multiple of rollout.chunks"),
 ])
 def test_bad_config_fails_naming_the_key(override, message, policy_dir):

@@ -83,6 +83,10 @@ class PolicyTrainConfig:
     deepspeed: DeepSpeedConfig = field(default_factory=lambda: DeepSpeedConfig(zero_stage=2, bf16=False))
     num_workers: int = 1  # DeepSpeed ranks (data parallel)
     resources_per_worker: dict[str, float] = field(default_factory=lambda: {"CPU": 0.5})
+    # torch threads of each policy rank and of the reference model; 0 = Ray's (one per whole CPU
+    # reserved, at least one). The update phases run one after another (rollout, reward, log-probs,
+    # step), so on a small CPU box the ranks can use every core their reservation does not cover.
+    torch_threads: int = 0
     # How long the ranks' placement group may wait for room (an autoscaler may be adding a node); then
     # the job fails, releasing what it started.
     placement_timeout_s: float = 600.0
@@ -165,6 +169,7 @@ def check_grpo_config(cfg: GRPOConfig) -> None:
                             ("rollout.max_tokens", r.max_tokens, 1), ("rollout.chunks", r.chunks, 1),
                             ("train.steps", t.steps, 1), ("train.num_workers", t.num_workers, 1),
                             ("train.micro_batch_size", t.micro_batch_size, 1), ("train.warmup_steps", t.warmup_steps, 0),
+                            ("train.torch_threads", t.torch_threads, 0),
                             ("eval.every", cfg.eval.every, 1), ("eval.samples", cfg.eval.samples, 1),
                             ("task.n_train", cfg.task.n_train, 1), ("task.n_eval", cfg.task.n_eval, 1)]:
         if value < low:

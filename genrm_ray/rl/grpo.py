@@ -94,9 +94,23 @@ def make_rollout_batch(
     return RolloutBatch(input_ids, attention_mask, response_mask, advantages)
 
 
-def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   response_mask: torch.Tensor | None = None) -> torch.Tensor:
     """[B, T] log p(input_ids[:, t] | input_ids[:, :t]) in fp32; 0 in column 0 (nothing predicts it)
-    and at padding (attention_mask 0), so values do not depend on how a batch was padded."""
+    and at padding (attention_mask 0), so values do not depend on how a batch was padded.
+
+    ``model`` is a causal LM, or a ``TargetTokenLoss`` around one (bare or inside a DeepSpeed engine).
+    The wrapped model applies the vocabulary-sized head at the response tokens only (``response_mask``,
+    required then) and gives 0 elsewhere: GRPO trains nothing else, and the head with its fp32 softmax
+    at every position made a step 3x slower on CPU (docs/rl.md, "GRPO on SmolLM2").
+    """
+    from genrm_ray.train.step import TargetTokenLoss
+
+    if isinstance(getattr(model, "module", model), TargetTokenLoss):
+        if response_mask is None:
+            raise ValueError("token_logprobs: a TargetTokenLoss model needs response_mask (the positions it scores)")
+        cross_entropy = model(input_ids=input_ids, attention_mask=attention_mask, loss_mask=response_mask)
+        return F.pad(-cross_entropy, (1, 0))
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
     targets = input_ids[:, 1:]
     # log_softmax at the target only: logit - logsumexp, without a [B, T, V] log-prob tensor.
@@ -128,7 +142,8 @@ def batch_logprobs(model: torch.nn.Module, batch: RolloutBatch, micro_batch_size
     width = batch.input_ids.shape[1]
     out = []
     for micro in micro_batches(batch, -(-len(batch) // micro_batch_size)):
-        lp = token_logprobs(model, micro.input_ids.to(device), micro.attention_mask.to(device)).cpu()
+        lp = token_logprobs(model, micro.input_ids.to(device), micro.attention_mask.to(device),
+                            micro.response_mask.to(device)).cpu()
         out.append(F.pad(lp, (0, width - lp.shape[1])))
     return torch.cat(out)
 
