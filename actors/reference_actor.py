@@ -18,6 +18,7 @@ class ReferenceActor:
     def __init__(self, model_dir: str, micro_batch_size: int = 32, torch_threads: int = 0, bf16: bool = False):
         from transformers import AutoModelForCausalLM
 
+        from genrm_ray.env import cpu_has_fast_bf16
         from genrm_ray.train.step import TargetTokenLoss
 
         if micro_batch_size < 1:
@@ -25,8 +26,6 @@ class ReferenceActor:
         if torch_threads:  # 0: as Ray set it (one per whole CPU reserved)
             torch.set_num_threads(torch_threads)
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        from genrm_ray.env import cpu_has_fast_bf16
-
         fast_bf16 = device == "cuda" or cpu_has_fast_bf16()  # else bf16 would be the slow path here
         dtype = torch.bfloat16 if bf16 and fast_bf16 else torch.float32
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()

@@ -101,8 +101,9 @@ def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_ma
 
     ``model`` is a causal LM, or a ``TargetTokenLoss`` around one (bare or inside a DeepSpeed engine).
     The wrapped model applies the vocabulary-sized head at the response tokens only (``response_mask``,
-    required then) and gives 0 elsewhere: GRPO trains nothing else, and the head with its fp32 softmax
-    at every position made a step 3x slower on CPU (docs/rl.md, "GRPO on SmolLM2").
+    required then) and gives 0 elsewhere: GRPO trains nothing else. On SmolLM2 the head with its fp32
+    softmax at every position made a forward and backward of 16 sequences 3x slower on CPU, and a whole
+    update 1.24x (docs/rl.md, "GRPO on the pretrained policy").
     """
     from genrm_ray.train.step import TargetTokenLoss
 

@@ -146,12 +146,12 @@ def grpo_step(actors: GRPOActors, cfg: GRPOConfig, task: Task, problems: Sequenc
     t2 = time.perf_counter()
     ray.get(actors.rollout.update_weights.remote(actors.policy.state_dict_ref(), step))
     update_s = time.perf_counter() - t0
-    # Where the update's time goes: old and reference log-probs, the optimizer step, the weight sync.
-    stats = {**stats, "logprobs_s": t1 - t0, "train_s": t2 - t1, "sync_s": update_s - (t2 - t0)}
     graded = [task.is_correct(x.text, p) for p, group in zip(problems, scored.groups) for x in group]
     if buffer is not None:
         buffer.add(problems, scored.groups, graded)
-    return step_metrics(step, scored, graded, stats, update_s)
+    # Where the update's time goes: old and reference log-probs, the optimizer step, the weight sync.
+    return {**step_metrics(step, scored, graded, stats, update_s),
+            "logprobs_s": t1 - t0, "train_s": t2 - t1, "sync_s": update_s - (t2 - t0)}
 
 
 def refresh_verifier(actors: GRPOActors, cfg: GRPOConfig, task: Task, buffer: RefreshBuffer) -> dict[str, float]:
@@ -191,7 +191,6 @@ def step_metrics(step: int, scored: ScoredRollouts, graded: Sequence[bool], stat
         # found text that the reward likes and the grader does not (-1: one class only).
         "reward_auroc": auroc(list(rewards), list(graded)) if 0 < sum(graded) < len(graded) else -1.0,
         "rollout_s": scored.rollout_s, "reward_wait_s": scored.reward_wait_s, "update_s": update_s,
-        **{k: stats[k] for k in ("logprobs_s", "train_s", "sync_s") if k in stats},
     }
 
 
