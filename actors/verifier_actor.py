@@ -10,7 +10,6 @@ it with max_concurrency >= 2, so that replicas can read the version while a refr
 
 from __future__ import annotations
 
-import os
 import socket
 from typing import Any
 
@@ -27,11 +26,10 @@ class VerifierTrainer:
     def __init__(self, model_dir: str, cfg: RefreshConfig):
         import copy
 
-        import torch.distributed as dist
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from genrm_ray.train.config import TrainHParams, resolve_bf16
-        from genrm_ray.train.step import TargetTokenLoss, build_engine
+        from genrm_ray.train.step import TargetTokenLoss, build_engine, init_process_group
 
         on_gpu = torch.cuda.is_available()
         if cfg.deepspeed.bf16 is None:  # auto: what this hardware runs fast
@@ -41,11 +39,7 @@ class VerifierTrainer:
         with socket.socket() as s:  # one rank in this process: any free local port
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        # DeepSpeed reads these (without them it falls into MPI discovery).
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        if on_gpu:
-            torch.cuda.set_device(0)
-        dist.init_process_group("nccl" if on_gpu else "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+        init_process_group(0, 1, "127.0.0.1", port)
         torch.manual_seed(cfg.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)

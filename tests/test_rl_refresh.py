@@ -59,6 +59,7 @@ def test_buffer_with_one_class_builds_nothing_and_checks_its_input():
         buffer.add([p], [g], [False] * len(g))
     records, stats = buffer.build(task, "direct", max_examples=8)
     assert records == [] and stats["refresh_examples"] == 0
+    assert len(buffer.items) == stats["refresh_rollouts"] > 0  # kept for the next refresh
     with pytest.raises(ValueError, match="rollouts but"):
         buffer.add(problems, groups, graded[:-1])
 

@@ -47,7 +47,8 @@ class RefreshBuffer:
 
     def build(self, task: Task, mode: str, max_examples: int, seed: int = 0) -> tuple[list[sft.SFTRecord], dict[str, Any]]:
         """D_verify examples from the buffer, then empty it: distinct (problem, response) pairs, the
-        newest first, balanced Yes/No, at most ``max_examples``. No examples when one class is missing."""
+        newest first, balanced Yes/No, at most ``max_examples``. When one class is missing there are no
+        examples and the buffer keeps its rollouts for the next refresh."""
         seen: set[tuple[str, str]] = set()
         newest: list[sft.LabelledSolution] = []
         for x in reversed(self.items):
@@ -63,7 +64,8 @@ class RefreshBuffer:
         else:
             records = sft.build_verify_direct(chosen, balance=True, seed=seed)
         stats = {"refresh_rollouts": len(self.items), "refresh_distinct": len(newest), "refresh_examples": len(records)}
-        self.items = []
+        if records:
+            self.items = []
         return records, stats
 
 

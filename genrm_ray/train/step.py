@@ -74,10 +74,29 @@ def warmup_cosine(hp: TrainHParams):
     return factor
 
 
+def init_process_group(rank: int, world_size: int, master_addr: str, master_port: int) -> bool:
+    """Join the torch.distributed group of DeepSpeed ranks that Ray Train does not set up (the GRPO
+    policy ranks, the refresh trainer): nccl on a GPU, else gloo. True on a GPU."""
+    import os
+
+    import torch.distributed as dist
+
+    # DeepSpeed reads these (without them it falls into MPI discovery); one node, so local = global.
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+                      MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
+    on_gpu = torch.cuda.is_available()
+    if on_gpu:
+        torch.cuda.set_device(0)  # Ray sets CUDA_VISIBLE_DEVICES to the actor's GPU
+    dist.init_process_group("nccl" if on_gpu else "gloo", init_method=f"tcp://{master_addr}:{master_port}",
+                            rank=rank, world_size=world_size)
+    return on_gpu
+
+
 def build_engine(model: torch.nn.Module, ds: DeepSpeedConfig, hp: TrainHParams):
     """Wrap ``model`` in a DeepSpeed engine with AdamW and the warm-up + cosine schedule.
 
-    Expects torch.distributed to be initialised (Ray Train's gloo/nccl group, or the benchmark's).
+    Expects torch.distributed to be initialised (Ray Train's gloo/nccl group, ``init_process_group``'s,
+    or the benchmark's).
     """
     import deepspeed  # here, not at module top: the losses below need no DeepSpeed
 
