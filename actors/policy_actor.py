@@ -15,7 +15,6 @@ equal, so the update is that of the mean over the whole batch.
 from __future__ import annotations
 
 import copy
-import os
 import socket
 from contextlib import nullcontext
 
@@ -41,22 +40,14 @@ class PolicyWorker:
 
     def __init__(self, model_dir: str, rank: int, world_size: int, master_addr: str, master_port: int,
                  cfg: PolicyTrainConfig):
-        import torch.distributed as dist
         from transformers import AutoModelForCausalLM
 
         from genrm_ray.train.config import TrainHParams
-        from genrm_ray.train.step import TargetTokenLoss, build_engine
+        from genrm_ray.train.step import TargetTokenLoss, build_engine, init_process_group
 
         self.cfg = cfg
         self.model_dir, self.rank, self.world_size = model_dir, rank, world_size
-        # DeepSpeed reads these (without them it falls into MPI discovery); one node, so local = global.
-        os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
-                          MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
-        on_gpu = torch.cuda.is_available()
-        if on_gpu:
-            torch.cuda.set_device(0)  # Ray sets CUDA_VISIBLE_DEVICES to this actor's GPU
-        dist.init_process_group("nccl" if on_gpu else "gloo", init_method=f"tcp://{master_addr}:{master_port}",
-                                rank=rank, world_size=world_size)
+        init_process_group(rank, world_size, master_addr, master_port)
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
@@ -183,7 +174,11 @@ class PolicyGroup:
                                      scheduling_strategy=on(rank)).remote(model_dir, rank, world_size, addr, port, cfg)
                 for rank in range(world_size)
             ]
-            ray.get([w.ready.remote() for w in self.workers], timeout=timeout_s)
+            try:
+                ray.get([w.ready.remote() for w in self.workers], timeout=timeout_s)
+            except ray.exceptions.GetTimeoutError:
+                raise RuntimeError(f"the {world_size} policy rank(s) were placed but did not start (model load, DeepSpeed "
+                                   f"init) within {timeout_s:g} s (train.placement_timeout_s)") from None
         except BaseException:  # the caller never gets a group to shut down: free what was placed here
             self.shutdown()
             raise

@@ -29,7 +29,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 # The submitted working dir (or this checkout) must win over an installed copy of the package.
 REPO = Path(__file__).resolve().parent.parent
@@ -83,8 +83,14 @@ def main(argv: list[str] | None = None) -> int:
         logger = RunLogger(run_dir, to_dict(cfg), t.steps, start, desc="grpo", postfix=("reward_mean", "pass_at_1"),
                            wandb_project=cfg.logging.wandb_project, wandb_mode=cfg.logging.wandb_mode)
         started.callback(logger.close)
+
+        def heldout(step: int) -> float:  # pass@1, with its per-problem outcomes kept for paired comparisons
+            generate = actors.rollout.generate.remote
+            correct = grpo.heldout_correct(lambda *a, **kw: ray.get(generate(*a, **kw)), task, eval_problems, cfg)
+            return grpo.log_heldout(run_dir, step, eval_problems, correct)
+
         if start == 0:
-            logger.log({"step": 0, "pass_at_1": grpo.pass_at_1(actors.rollout, task, eval_problems, cfg), "elapsed_s": 0.0})
+            logger.log({"step": 0, "pass_at_1": heldout(0), "elapsed_s": 0.0})
 
         t_run = time.perf_counter() - elapsed_before
         for step in range(start + 1, t.steps + 1):
@@ -96,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             out_of_time = t.budget_minutes > 0 and metrics["elapsed_s"] > 60 * t.budget_minutes
             last = step == t.steps or out_of_time
             if step % cfg.eval.every == 0 or last:
-                metrics["pass_at_1"] = grpo.pass_at_1(actors.rollout, task, eval_problems, cfg)
+                metrics["pass_at_1"] = heldout(step)
                 logger.note(progress_line(metrics))
             logger.log(metrics)
             if step % cfg.checkpoint_every == 0 or last:
@@ -156,7 +162,31 @@ def start_actors(cfg: GRPOConfig, started: contextlib.ExitStack) -> GRPOActors:
     # Last: the actors above load their models while the ranks' placement group waits for room.
     policy = PolicyGroup(cfg.models.policy, cfg.train, timeout_s=cfg.train.placement_timeout_s)
     started.callback(policy.shutdown)
+    asked = {f"RewardActor (reward.num_cpus={cfg.reward.num_cpus:g})": reward,
+             f"RolloutActor (rollout.num_cpus={cfg.rollout.num_cpus:g})": rollout}
+    if reference is not None:
+        asked["ReferenceActor (0.25 CPU, with train.kl_coef > 0)"] = reference
+    if verifier is not None:
+        asked[f"VerifierTrainer (refresh.num_cpus={cfg.refresh.num_cpus:g})"] = verifier
+    wait_started(asked, cfg.train.placement_timeout_s)
     return GRPOActors(rollout, reward, policy, reference, verifier)
+
+
+def wait_started(actors: dict[str, Any], timeout_s: float) -> None:
+    """Every actor placed and its __init__ done within ``timeout_s``, else RuntimeError naming those that
+    are not. Ray keeps an actor it cannot place pending without an error, and the first call on it
+    waits forever: a run whose actors ask for more CPUs than the cluster has would hang at step 1."""
+    import ray
+
+    names = {actor.__ray_ready__.remote(): name for name, actor in actors.items()}
+    ready, pending = ray.wait(list(names), num_returns=len(names), timeout=timeout_s)
+    ray.get(ready)  # an __init__ that raised raises here
+    if pending:
+        free, total = ray.available_resources().get("CPU", 0.0), ray.cluster_resources().get("CPU", 0.0)
+        raise RuntimeError(f"{', '.join(names[r] for r in pending)} not started within {timeout_s:g} s "
+                           f"(train.placement_timeout_s). {free:g} of the cluster's {total:g} CPUs are free: the job's "
+                           "actors, its policy ranks (train.resources_per_worker) and the reward app's replicas "
+                           "(deployment.num_cpus) ask for more than the cluster has; lower a num_cpus above")
 
 
 def deploy_reward_app(cfg: GRPOConfig, started: contextlib.ExitStack) -> str:

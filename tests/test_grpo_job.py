@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from genrm_ray.config import ConfigError
+from genrm_ray.rl.compare import REEVALUATED_FILE, evaluate_run_exports, read_heldout
 from genrm_ray.rl.config import load_grpo_config
+from genrm_ray.rl.step import HELDOUT_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 JOB = REPO / "jobs" / "train_grpo.py"
@@ -48,6 +50,7 @@ def test_grpo_steps_with_served_genrm_then_resume(ray_cluster, reward_server, ti
     logged = rows(run_dir)
     assert [x["step"] for x in logged] == [0, 1, 2, 3]
     assert [x["step"] for x in logged if "pass_at_1" in x] == [0, 2, 3]  # step 0, every 2, and the last
+    assert_heldout_matches(run_dir, logged)
     for x in logged[1:]:
         assert 0.0 <= x["reward_mean"] <= 1.0
         assert x["k_used"] == 2  # genrm_cot with reward.cot.k=2 from the config, as the server reported it
@@ -66,6 +69,31 @@ def test_grpo_steps_with_served_genrm_then_resume(ray_cluster, reward_server, ti
     logged = rows(run_dir)
     assert [x["step"] for x in logged] == [0, 1, 2, 3, 4]
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 4
+    assert_heldout_matches(run_dir, logged)
+
+    # A run without heldout.jsonl (made before it was logged): its start and its exported policy,
+    # decoded afresh, reproduce the pass@1 the run logged, problem by problem.
+    logged_outcomes = read_heldout(run_dir)
+    (run_dir / HELDOUT_FILE).rename(run_dir / "heldout.logged.jsonl")
+    re_evaluated = evaluate_run_exports(run_dir)
+    assert sorted(re_evaluated) == ["step_0", "step_4"]
+    assert all(r["re_evaluated"] == pytest.approx(r["logged"]) for r in re_evaluated.values())
+    again = read_heldout(run_dir)
+    assert again[0] == logged_outcomes[0] and again[4] == logged_outcomes[4]
+    assert json.loads((run_dir / REEVALUATED_FILE).read_text()) == re_evaluated  # kept for compare's report
+
+
+def assert_heldout_matches(run_dir: Path, logged: list[dict]) -> None:
+    """Each held-out evaluation's per-problem outcomes (heldout.jsonl, for paired comparisons) are of
+    the same n_eval problems, and their mean is the pass@1 in the metrics."""
+    evals = read_heldout(run_dir)
+    n_eval = json.loads((run_dir / "grpo_config.json").read_text())["task"]["n_eval"]
+    assert sorted(evals) == [x["step"] for x in logged if "pass_at_1" in x]
+    for x in logged:
+        if "pass_at_1" in x:
+            assert len(evals[x["step"]]) == n_eval
+            assert sum(evals[x["step"]].values()) / len(evals[x["step"]]) == pytest.approx(x["pass_at_1"])
+    assert len({frozenset(e) for e in evals.values()}) == 1
 
 
 @pytest.mark.integration
@@ -103,6 +131,21 @@ def test_a_job_that_fails_deletes_the_reward_app_it_deployed(ray_cluster, reward
     with pytest.raises(RayServeException, match=f"Application '{app}' does not exist"):
         serve.get_app_handle(app)
     assert serve.status().applications[reward_server.app_name].status == "RUNNING"
+
+
+@pytest.mark.integration
+def test_an_actor_that_cannot_be_placed_fails_the_job_naming_it(ray_cluster, reward_server, tiny_model_dir, tmp_path):
+    """Ray keeps an actor it cannot place pending without an error; the job must not wait on it forever
+    at step 1 (as a refresh run whose actors asked for 2.25 of 2 CPUs once did)."""
+    proc = run_job([f"models.policy={tiny_model_dir}", f"run_dir={tmp_path / 'grpo'}", f"reward.app_name={reward_server.app_name}",
+                    "rollout.num_cpus=64", "train.placement_timeout_s=60"], ray_cluster.env)
+    assert proc.returncode == 1, proc.stderr[-4000:]
+    # 60 s: the same timeout bounds the policy ranks' start (DeepSpeed init), which must succeed here.
+    lines = [x for x in proc.stderr.splitlines() if "not started within 60 s (train.placement_timeout_s)" in x]
+    assert lines, proc.stderr[-4000:]
+    line = lines[-1]
+    assert "RolloutActor (rollout.num_cpus=64)" in line and "CPUs are free" in line
+    assert not (tmp_path / "grpo" / "metrics.jsonl").exists()  # it failed before its first step
 
 
 @pytest.fixture

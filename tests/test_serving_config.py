@@ -79,6 +79,13 @@ def test_build_app_takes_config_path_and_dotted_args(ckpt):
     assert deployment.name == "GenRMReward" and deployment._deployment_config.autoscaling_config.max_replicas == 3
 
 
+@pytest.mark.parametrize("name", CONFIGS)
+def test_the_injection_defence_is_on_unless_turned_off_to_measure_it(name, ckpt):
+    assert load_serve_config(REPO / "configs" / name, [f"checkpoint={ckpt}"]).scoring.neutralize is True
+    off = load_serve_config(REPO / "configs" / name, [f"checkpoint={ckpt}", "scoring.neutralize=false"])
+    assert off.scoring.neutralize is False
+
+
 def test_question_is_recovered_from_a_solve_prompt_or_taken_bare():
     q = 'Take the last letters of the words in "ab cd" and concatenate them.'
     assert recover_question("last_letter", prompts.solve_prompt("last_letter", q)) == q

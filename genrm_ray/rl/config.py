@@ -87,8 +87,8 @@ class PolicyTrainConfig:
     # reserved, at least one). The update phases run one after another (rollout, reward, log-probs,
     # step), so on a small CPU box the ranks can use every core their reservation does not cover.
     torch_threads: int = 0
-    # How long the ranks' placement group may wait for room (an autoscaler may be adding a node); then
-    # the job fails, releasing what it started.
+    # How long the ranks' placement group, and then the other actors, may wait for room and start (an
+    # autoscaler may be adding a node); then the job fails naming what did not start, releasing the rest.
     placement_timeout_s: float = 600.0
     seed: int = 0
     budget_minutes: float = 0.0  # stop after this much wall time (0 = no limit); the run's last step still saves

@@ -67,7 +67,8 @@ def main() -> None:
     runs = {}
     for d in args.run_dirs:
         cfg = json.loads((d / "grpo_config.json").read_text()) if (d / "grpo_config.json").is_file() else {}
-        runs[cfg.get("reward", {}).get("source", d.name)] = read_metrics(d)
+        name = cfg.get("reward", {}).get("source", d.name)
+        runs[d.name if name in runs else name] = read_metrics(d)  # two runs of one source: by folder
     print(plot_grpo_runs(runs, args.out))
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -162,10 +162,8 @@ def refresh_verifier(actors: GRPOActors, cfg: GRPOConfig, task: Task, buffer: Re
 
     t = time.perf_counter()
     mode = "cot" if cfg.reward.source == "genrm_cot" else "direct"
-    kept = list(buffer.items)
     records, stats = buffer.build(task, mode, cfg.refresh.max_examples, seed=cfg.refresh.seed)
     if not records:
-        buffer.items = kept
         return {"refresh_skipped": 1.0, "refresh_s": time.perf_counter() - t}
     trained = ray.get(actors.verifier.train.remote(records))
     return {**{k: float(v) for k, v in stats.items()}, **trained, "refresh_skipped": 0.0,
@@ -199,16 +197,31 @@ def mean_or(values: Sequence[float], default: float = -1.0) -> float:
     return sum(values) / len(values) if values else default
 
 
-def pass_at_1(rollout: RolloutEngine, task: Task, problems: Sequence[Problem], cfg: GRPOConfig) -> float:
-    """Held-out pass@1: mean correctness of ``cfg.eval.samples`` responses per problem at
-    ``cfg.eval.temperature`` (0: greedy), with the rollouts' token limit."""
-    import ray
-
+def heldout_correct(generate: Callable[..., Sequence[Sequence[Any]]], task: Task, problems: Sequence[Problem],
+                    cfg: GRPOConfig) -> list[float]:
+    """Per held-out problem, the mean correctness of ``cfg.eval.samples`` responses at
+    ``cfg.eval.temperature`` (0: greedy), with the rollouts' token limit. ``generate``: the rollout
+    engine's generate (RolloutActor's through Ray, or a VLLMBackend's over an export); each response
+    has ``.text``. Their mean is pass@1; kept per problem so that evaluations on the same problems
+    compare paired (genrm_ray.rl.compare)."""
     e = cfg.eval
     texts = [prompts.solve_prompt(p.task, p.question) for p in problems]
-    out = ray.get(rollout.generate.remote(texts, n=e.samples, temperature=e.temperature,
-                                          max_tokens=cfg.rollout.max_tokens, seed=cfg.train.seed, stop=prompts.SOLVE_STOPS))
-    return mean_or([float(task.is_correct(x.text, p)) for p, group in zip(problems, out) for x in group])
+    out = generate(texts, n=e.samples, temperature=e.temperature, max_tokens=cfg.rollout.max_tokens,
+                   seed=cfg.train.seed, stop=prompts.SOLVE_STOPS)
+    return [mean_or([float(task.is_correct(x.text, p)) for x in group]) for p, group in zip(problems, out)]
+
+
+HELDOUT_FILE = "heldout.jsonl"  # one line per held-out evaluation: step, problem ids, per-problem correctness
+
+
+def log_heldout(run_dir: Path, step: int, problems: Sequence[Problem], correct: Sequence[float],
+                source: str = "run") -> float:
+    """Append one evaluation's per-problem outcomes to the run's heldout.jsonl (``source``: "run", or
+    "export" for genrm_ray.rl.compare's re-evaluation of a finished run); pass@1 (their mean)."""
+    row = {"step": step, "source": source, "problem_ids": [p.id for p in problems], "correct": list(correct)}
+    with open(Path(run_dir) / HELDOUT_FILE, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    return mean_or(correct)
 
 
 # --- checkpoints and resume ------------------------------------------------------------------------
@@ -260,6 +273,7 @@ def run_summary(rows: Sequence[dict[str, Any]], reward_source: str, hf_model: Pa
             "hf_model": str(hf_model)}
 
 
-__all__ = ["GRPOActors", "LogProbModel", "Policy", "RemoteMethod", "RewardScorer", "RolloutEngine", "ScoredRollouts",
-           "VERIFIER_EXPORT", "VerifierTrainer", "grpo_step", "latest_checkpoint", "mean_or", "pass_at_1", "problems_for_step",
-           "refresh_verifier", "restore_checkpoint", "rollout_and_score", "run_summary", "save_checkpoint", "step_metrics"]
+__all__ = ["HELDOUT_FILE", "GRPOActors", "LogProbModel", "Policy", "RemoteMethod", "RewardScorer", "RolloutEngine",
+           "ScoredRollouts", "VERIFIER_EXPORT", "VerifierTrainer", "grpo_step", "heldout_correct", "latest_checkpoint",
+           "log_heldout", "mean_or", "problems_for_step", "refresh_verifier", "restore_checkpoint", "rollout_and_score",
+           "run_summary", "save_checkpoint", "step_metrics"]

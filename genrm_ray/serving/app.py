@@ -140,7 +140,8 @@ class GenRMRewardServer:
         self.tasks = sorted(TASKS)
         self.backend = AsyncVLLMBackend(cfg.checkpoint, **engine_options(cfg))
         self.tokenizer = self.backend.tokenizer
-        self.scorer = GenRMScorer(self.backend, normalize=cfg.scoring.normalize)
+        self.scorer = GenRMScorer(self.backend, normalize=cfg.scoring.normalize,
+                                  neutralize=cfg.scoring.neutralize)
         self.cache = LRUCache(cfg.scoring.cache_size)
         self.question_tokens = len(self.tokenizer.encode(prompts.DIRECT_QUESTION, add_special_tokens=False))
         self.metrics = replica_metrics()

@@ -35,6 +35,8 @@ class EngineConfig:
 class ScoringConfig:
     task: str = "last_letter"  # task of every item unless a request names another
     normalize: bool = False  # p(Yes)/(p(Yes)+p(No)) instead of the paper's raw p(Yes)
+    # The injection defence (prompts.neutralize_solution). false only to measure what it buys (docs/rl.md).
+    neutralize: bool = True
     # GenRM-CoT voting. cot.k and cot.adaptive are the defaults of a request that names no k / adaptive;
     # every other field applies to every CoT request.
     cot: CotConfig = field(default_factory=CotConfig)
