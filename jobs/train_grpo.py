@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+REFERENCE_CPUS = 0.25  # the frozen reference's actor: one forward pass per step
+
 from genrm_ray import launch  # noqa: E402  (first: project caches + offline settings)
 from genrm_ray.config import to_dict  # noqa: E402
 from genrm_ray.rl.config import GRPOConfig, check_grpo_config  # noqa: E402
@@ -156,7 +158,7 @@ def start_actors(cfg: GRPOConfig, started: contextlib.ExitStack) -> GRPOActors:
         from genrm_ray.train.config import resolve_bf16
 
         bf16 = resolve_bf16(cfg.train.deepspeed, on_gpu=cfg.train.resources_per_worker.get("GPU", 0) > 0, key="train.deepspeed")
-        reference = ReferenceActor.options(num_cpus=0.25).remote(cfg.models.policy, cfg.train.micro_batch_size,
+        reference = ReferenceActor.options(num_cpus=REFERENCE_CPUS).remote(cfg.models.policy, cfg.train.micro_batch_size,
                                                                  cfg.train.torch_threads, bf16)
         started.callback(ray.kill, reference)
     # Last: the actors above load their models while the ranks' placement group waits for room.
@@ -165,7 +167,7 @@ def start_actors(cfg: GRPOConfig, started: contextlib.ExitStack) -> GRPOActors:
     asked = {f"RewardActor (reward.num_cpus={cfg.reward.num_cpus:g})": reward,
              f"RolloutActor (rollout.num_cpus={cfg.rollout.num_cpus:g})": rollout}
     if reference is not None:
-        asked["ReferenceActor (0.25 CPU, with train.kl_coef > 0)"] = reference
+        asked[f"ReferenceActor ({REFERENCE_CPUS:g} CPU, with train.kl_coef > 0)"] = reference
     if verifier is not None:
         asked[f"VerifierTrainer (refresh.num_cpus={cfg.refresh.num_cpus:g})"] = verifier
     wait_started(asked, cfg.train.placement_timeout_s)

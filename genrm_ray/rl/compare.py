@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from genrm_ray.evaluation.metrics import paired_bootstrap
-from genrm_ray.rl.step import HELDOUT_FILE
+from genrm_ray.rl.plots import plot_grpo_runs, read_metrics
+from genrm_ray.rl.step import HELDOUT_FILE, heldout_correct, log_heldout, mean_or
 
 REEVALUATED_FILE = "heldout_reevaluated.json"  # evaluate_run_exports' means beside the logged ones
 
@@ -78,7 +79,8 @@ def compare_runs(runs: Mapping[str, Mapping[int, Mapping[str, float]]], referenc
             raise ValueError(f"run {name!r}: no evaluation at step 0 to measure a gain from (steps {sorted(evals)})")
         last = max(evals)
         start, end = evals[0], evals[last]
-        row: dict[str, Any] = {"last_step": last, "pass_at_1_start": _mean(start), "pass_at_1_end": _mean(end),
+        row: dict[str, Any] = {"last_step": last, "pass_at_1_start": round(mean_or(list(start.values())), 4),
+                               "pass_at_1_end": round(mean_or(list(end.values())), 4),
                                "gain": paired_difference(end, start)}
         if reference is not None and name != reference:
             row["vs_" + reference] = paired_difference(end, runs[reference][max(runs[reference])])
@@ -105,10 +107,6 @@ def run_stats(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "refreshes": sum(1 for x in steps if x.get("refresh_skipped") == 0.0)}
 
 
-def _mean(outcomes: Mapping[str, float]) -> float:
-    return round(sum(outcomes.values()) / len(outcomes), 4)
-
-
 def evaluate_run_exports(run_dir: str | Path) -> dict[str, Any]:
     """heldout.jsonl for a run that predates it: its starting policy (step 0) and its exported final
     policy (its last step), each decoded by a fresh vLLM engine with the run's eval settings. Returns the
@@ -116,8 +114,6 @@ def evaluate_run_exports(run_dir: str | Path) -> dict[str, Any]:
     from genrm_ray.config import load_config
     from genrm_ray.engine import VLLMBackend
     from genrm_ray.rl.config import GRPOConfig
-    from genrm_ray.rl.plots import read_metrics
-    from genrm_ray.rl.step import heldout_correct, log_heldout
     from genrm_ray.tasks import get_task
 
     run_dir = Path(run_dir)
@@ -128,19 +124,17 @@ def evaluate_run_exports(run_dir: str | Path) -> dict[str, Any]:
     problems = task.generate(cfg.task.eval_split, cfg.task.n_eval, seed=cfg.task.seed)
     logged = {x["step"]: x["pass_at_1"] for x in read_metrics(run_dir) if "pass_at_1" in x}
     last = max(logged)
-    results: dict[str, Any] = {}
-    lines = []
+    evaluated = []
     for step, model_dir in [(0, cfg.models.policy), (last, str(run_dir / "hf_model"))]:
         backend = VLLMBackend(model_dir, **cfg.rollout.engine)
         try:
-            correct = heldout_correct(backend.generate, task, problems, cfg)
+            evaluated.append((step, model_dir, heldout_correct(backend.generate, task, problems, cfg)))
         finally:
             backend.close()
-        lines.append((step, correct))
-        results[f"step_{step}"] = {"model": model_dir, "logged": logged[step],
-                                   "re_evaluated": round(sum(correct) / len(correct), 4)}
-    for step, correct in lines:
-        log_heldout(run_dir, step, problems, correct, source="export")
+    # Written once both decodes succeeded: a half-written heldout.jsonl would block a rerun.
+    results = {f"step_{step}": {"model": model_dir, "logged": logged[step],
+                                "re_evaluated": round(log_heldout(run_dir, step, problems, correct, source="export"), 4)}
+               for step, model_dir, correct in evaluated}
     (run_dir / REEVALUATED_FILE).write_text(json.dumps(results, indent=2) + "\n")
     return results
 
@@ -162,23 +156,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"[compare] {name}: re-evaluated {evaluate_run_exports(d)}")
     re_evaluated = {n: json.loads((Path(d) / REEVALUATED_FILE).read_text()) for n, d in named.items()
                     if (Path(d) / REEVALUATED_FILE).is_file()}
-    from genrm_ray.rl.plots import plot_grpo_runs, read_metrics
-
     try:
-        result = {"command": "python -m genrm_ray.rl.compare " + shlex.join(argv if argv is not None else sys.argv[1:]),
-                  "about": args.about,
-                  "runs": {n: str(d) for n, d in named.items()}, "re_evaluated": re_evaluated,
-                  "comparison": compare_runs({n: read_heldout(d) for n, d in named.items()}, args.reference),
-                  "run_stats": {n: run_stats(read_metrics(d)) for n, d in named.items()}}
+        comparison = compare_runs({n: read_heldout(d) for n, d in named.items()}, args.reference)
+        metrics = {n: read_metrics(d) for n, d in named.items()}  # for the stats and the plot
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"compare: {e}") from None
+    result = {"command": "python -m genrm_ray.rl.compare " + shlex.join(argv if argv is not None else sys.argv[1:]),
+              "about": args.about, "runs": {n: str(d) for n, d in named.items()}, "re_evaluated": re_evaluated,
+              "comparison": comparison, "run_stats": {n: run_stats(rows) for n, rows in metrics.items()}}
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
     if args.plot:
-        print(plot_grpo_runs({n: read_metrics(d) for n, d in named.items()}, args.plot))
+        print(plot_grpo_runs(metrics, args.plot))
     return 0
 
 
