@@ -22,6 +22,7 @@ import ray
 import torch
 
 import genrm_ray  # noqa: F401  (caches + offline settings inside the actor process)
+from genrm_ray.env import release_free_memory
 from genrm_ray.rl.config import PolicyTrainConfig
 from genrm_ray.rl.grpo import RolloutBatch, batch_logprobs, grpo_loss, micro_batches
 from genrm_ray.train.config import check_deepspeed, resolve_bf16
@@ -68,7 +69,9 @@ class PolicyWorker:
     def logprobs(self, batch: RolloutBatch) -> torch.Tensor:
         """[B, T] log-probs of the batch under the current weights, no grad (the "old" policy)."""
         self.engine.eval()
-        return batch_logprobs(self.engine, batch, self.cfg.micro_batch_size)
+        out = batch_logprobs(self.engine, batch, self.cfg.micro_batch_size)
+        release_free_memory()
+        return out
 
     def train_step(self, batch: RolloutBatch) -> dict[str, float]:
         """One optimizer step over ``batch`` (micro-batches, gradients accumulated); grpo_loss stats
@@ -93,6 +96,7 @@ class PolicyWorker:
             for k in MEAN_STATS:
                 sums[k] += stats[k] * weight
         self.engine.step()
+        release_free_memory()  # the activations' peak, not held while the other roles run
         norm = self.engine.get_global_grad_norm()
         return {**sums, "grad_norm": float(norm) if norm is not None else float("nan"),
                 "lr": float(self.engine.get_lr()[0])}

@@ -18,6 +18,7 @@ import torch
 
 import genrm_ray  # noqa: F401  (caches + offline settings inside the actor process)
 from genrm_ray.data.sft import SFTRecord
+from genrm_ray.env import release_free_memory
 from genrm_ray.rl.config import RefreshConfig
 
 
@@ -83,6 +84,7 @@ class VerifierTrainer:
             after = [float(lm_loss(self.engine, {k: v.to(device) for k, v in b.items()})) for b in batches]
         version = self._published[0] + 1
         self._published = (version, ray.put(self._state_dict()))
+        release_free_memory()  # idle until the next refresh: its activations' peak back to the OS
         return {"verifier_version": float(version), "refresh_loss_before": losses[0],
                 "refresh_loss_after": sum(after) / len(after), "refresh_trained": float(len(examples)),
                 "refresh_too_long": float(len(records) - len(examples))}

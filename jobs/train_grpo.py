@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from transformers import AutoTokenizer
 
+    from genrm_ray.env import node_memory_used_gib
     from genrm_ray.rl import step as grpo
     from genrm_ray.rl.plots import plot_grpo_runs, read_metrics
     from genrm_ray.rl.refresh import RefreshBuffer
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             if buffer is not None and step % cfg.refresh.every == 0:
                 metrics.update(grpo.refresh_verifier(actors, cfg, task, buffer))
             metrics["elapsed_s"] = time.perf_counter() - t_run
+            metrics["node_memory_gib"] = node_memory_used_gib()  # at the step's end
             out_of_time = t.budget_minutes > 0 and metrics["elapsed_s"] > 60 * t.budget_minutes
             last = step == t.steps or out_of_time
             if step % cfg.eval.every == 0 or last:

@@ -62,8 +62,12 @@ def test_share_is_checked_and_the_default_keeps_old_cache_keys():
         d.pop(key)
     d["policy"]["train"].pop("logging")
     d["policy"]["train"].pop("output_dir")
+    d["policy"]["train"]["data"].pop("max_verify_examples")  # added later; the policy's SFT never reads it
     d["version"] = DATA_VERSION
     assert cache_key(DataBuildConfig()) == hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+    capped = DataBuildConfig()
+    capped.policy.train.data.max_verify_examples = 120
+    assert cache_key(capped) == cache_key(DataBuildConfig())
 
 
 def test_a_build_that_changes_only_d_verify_reuses_the_policy_and_samples_of_a_finished_one(tmp_path, monkeypatch):

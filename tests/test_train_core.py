@@ -23,7 +23,7 @@ from genrm_ray import prompts
 from genrm_ray.config import ConfigError, load_config
 from genrm_ray.models import create_tiny_model
 from genrm_ray.train import TrainConfig, TrainSetupError, check_setup, run_training
-from genrm_ray.train.data import length_grouped_batches
+from genrm_ray.train.data import Example, balanced_subset, length_grouped_batches
 
 pytestmark = pytest.mark.integration  # Ray Train + DeepSpeed runs (the module imports ray)
 TASK = "last_letter"
@@ -119,6 +119,31 @@ def test_length_grouped_batches_cover_every_example_once_and_cut_padding():
     rng.shuffle(random_order)
     random_batches = [random_order[i : i + 8] for i in range(0, 1000, 8)]
     assert pad_share(batches) < 0.05 < 0.3 < pad_share(random_batches)
+
+
+def test_balanced_subset_is_seeded_half_yes_half_no_and_zero_means_all():
+    examples = [Example([i], [1], float(i % 3 == 0)) for i in range(30)]  # 10 Yes, 20 No
+    sub = balanced_subset(examples, 8, seed=0)
+    assert len(sub) == 8 and sum(e.label for e in sub) == 4
+    assert sub == balanced_subset(examples, 8, seed=0) != balanced_subset(examples, 8, seed=1)
+    assert [e.input_ids for e in sub] == sorted(e.input_ids for e in sub)  # original order kept
+    assert balanced_subset(examples, 0, seed=0) == examples == balanced_subset(examples, 30, seed=0)
+    assert sum(e.label for e in balanced_subset(examples, 26, seed=0)) == 10  # only 10 Yes exist: 10 + 13
+
+
+def test_max_verify_examples_caps_d_verify_only(assets):
+    from transformers import AutoTokenizer
+
+    from genrm_ray.train.loop import _load_sets
+
+    tokenizer = AutoTokenizer.from_pretrained(assets["model"])
+    full = _load_sets(make_cfg(assets, "cap"), tokenizer)
+    capped = _load_sets(make_cfg(assets, "cap", "data.max_verify_examples=4"), tokenizer)
+    assert len(full["verify"]) > 4 and len(capped["verify"]) == 4
+    assert sum(e.label for e in capped["verify"]) == 2
+    assert len(capped["correct"]) == len(full["correct"])
+    with pytest.raises(TrainSetupError, match=r"data\.max_verify_examples must be >= 0 \(0 = all\), got -1"):
+        check_setup(make_cfg(assets, "bad", "data.max_verify_examples=-1"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -116,8 +116,7 @@ def cache_key(build: DataBuildConfig) -> str:
     """Hash of every setting that changes the data (logging and the cache folder itself do not)."""
     d = to_dict(build)
     d.pop("cache_dir")
-    d["policy"]["train"].pop("logging")
-    d["policy"]["train"].pop("output_dir")
+    _drop_inert_policy_keys(d["policy"]["train"])
     for key, off in [("hard_negative_share", 0.0), ("balance_per_problem", False), ("rationale_format", "quoted")]:
         if d[key] == off:  # added later: off keeps the old key
             d.pop(key)
@@ -129,10 +128,18 @@ def samples_key(build: dict[str, Any]) -> str:
     """Hash of the settings that make the policy and its samples (``build`` as build_config.json
     holds it): folders that differ only in how D_verify is made from the samples share them."""
     d = {k: copy.deepcopy(build[k]) for k in ("task", "base_model", "policy", "sampling")}
-    d["policy"]["train"].pop("logging", None)
-    d["policy"]["train"].pop("output_dir", None)
+    _drop_inert_policy_keys(d["policy"]["train"])
     d["version"] = DATA_VERSION
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _drop_inert_policy_keys(train: dict[str, Any]) -> None:
+    """Keys of the policy's SFT config that do not change the policy: where it logs and writes, and
+    D_verify settings (the policy trains on D_correct only; keys added later would otherwise move
+    every folder's hash)."""
+    train.pop("logging", None)
+    train.pop("output_dir", None)
+    train.get("data", {}).pop("max_verify_examples", None)
 
 
 def check_rationale_format(task_name: str, rationale_format: str, key: str = "data.rationale_format") -> None:

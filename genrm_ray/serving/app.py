@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 
 from genrm_ray import prompts
+from genrm_ray.env import release_free_memory
 from genrm_ray.serving import auth
 from genrm_ray.serving.config import (
     ServeConfig,
@@ -287,6 +288,7 @@ class GenRMRewardServer:
                 await self.backend.load_weights(await ref)
                 self.cache.clear()  # rewards of the old weights
                 self.weights_version = version
+            release_free_memory()  # the fetched and packed copies of the weights, freed above
 
     async def _score(self, body: RewardRequest) -> dict:
         await self._follow_weights()

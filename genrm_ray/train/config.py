@@ -26,6 +26,9 @@ class DataConfig:
     verify_cot: str = ""
     correct: str = ""
     max_length: int = 1024  # tokens; a longer example is an error naming its file:line (no truncation)
+    # D_verify size: a seeded subset of at most this many examples, half Yes and half No (0 = all).
+    # At a fixed step budget it trades distinct examples for epochs (the D_verify-size lever).
+    max_verify_examples: int = 0
 
 
 @dataclass
@@ -140,3 +143,5 @@ def check_train_config(cfg: TrainConfig, key: str = "") -> None:
             raise ConfigError(f"{prefix}{name} must be >= 1, got {value}")
     if cfg.objective.lambda_correct < 0:
         raise ConfigError(f"{prefix}objective.lambda_correct must be >= 0, got {cfg.objective.lambda_correct}")
+    if cfg.data.max_verify_examples < 0:
+        raise ConfigError(f"{prefix}data.max_verify_examples must be >= 0 (0 = all), got {cfg.data.max_verify_examples}")

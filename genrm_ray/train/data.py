@@ -58,6 +58,18 @@ def load_examples(
     return examples
 
 
+def balanced_subset(examples: list[Example], n: int, seed: int) -> list[Example]:
+    """At most ``n`` examples, a seeded draw of n // 2 with label 1 and n - n // 2 with label 0 (fewer
+    of a label when it has fewer), in their original order; all of them when ``n`` is 0 or covers them."""
+    if n <= 0 or n >= len(examples):
+        return examples
+    rng = random.Random(seed)
+    yes = [i for i, e in enumerate(examples) if e.label]
+    no = [i for i, e in enumerate(examples) if not e.label]
+    keep = rng.sample(yes, min(n // 2, len(yes))) + rng.sample(no, min(n - n // 2, len(no)))
+    return [examples[i] for i in sorted(keep)]
+
+
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     """Indices of the examples, grouped into batches of similar length, in a seeded order."""
     rng = random.Random(seed * 1_000_003 + epoch)

@@ -48,7 +48,7 @@ from genrm_ray.config import to_dict
 from genrm_ray.run_logger import RunLogger
 from genrm_ray.runs import require_hf_model_dir
 from genrm_ray.train.config import TrainConfig, check_train_config, resolve_bf16
-from genrm_ray.train.data import BatchStream, Example, load_examples
+from genrm_ray.train.data import BatchStream, Example, balanced_subset, load_examples
 from genrm_ray.train.step import TargetTokenLoss, build_engine, freeze_bottom, train_step, unwrap_lm
 
 CHECKPOINT_TAG = "ds"  # DeepSpeed tag dir inside each Ray checkpoint
@@ -93,10 +93,13 @@ def _datasets(cfg: TrainConfig) -> dict[str, tuple[str, str, bool]]:
 
 
 def _load_sets(cfg: TrainConfig, tokenizer) -> dict[str, list[Example]]:
-    return {
+    sets = {
         name: load_examples(path, kind, tokenizer, cfg.data.max_length, classify)
         for name, (path, kind, classify) in _datasets(cfg).items()
     }
+    if "verify" in sets:
+        sets["verify"] = balanced_subset(sets["verify"], cfg.data.max_verify_examples, cfg.train.seed)
+    return sets
 
 
 def _worker_resources(cfg: TrainConfig) -> dict[str, float]:
