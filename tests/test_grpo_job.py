@@ -57,6 +57,7 @@ def test_grpo_steps_with_served_genrm_then_resume(ray_cluster, reward_server, ti
         assert x["response_tokens"] > 0
         assert x["rollout_s"] > 0 and x["update_s"] > 0
         assert x["kl"] >= 0.0
+        assert 0.0 < x["node_memory_gib"] < 1024  # the node's memory in use at the step's end
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_2", "step_3"]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == 3 and (Path(summary["hf_model"]) / "config.json").is_file()

@@ -150,3 +150,16 @@ def test_cot_scoring_on_vllm_accounts_for_every_rationale(vllm_backend):
         assert 0 < s.rationale_tokens <= 3 * 24
         finished = sum(r.endswith(prompts.DIRECT_QUESTION) for r in s.rationales)
         assert s.unfinished == 3 - finished
+
+
+def test_discriminative_scores_batched_by_length_come_back_in_input_order(tmp_path):
+    from genrm_ray.models import create_tiny_model
+    from genrm_ray.scoring import DiscriminativeScorer
+
+    model_dir = str(create_tiny_model(tmp_path / "classifier", size="tiny", seed=3, head="classifier"))
+    scorer = DiscriminativeScorer(model_dir, batch_size=3)
+    texts = [f"Q{i}\n" + "word " * (40 if i % 3 == 0 else i) + "\nVerification: Is the answer correct (Yes/No)?"
+             for i in range(8)]
+    alone = [DiscriminativeScorer(model_dir, batch_size=1).p_correct([t])[0] for t in texts]
+    assert scorer.p_correct(texts) == pytest.approx(alone, abs=1e-5)
+    assert len({round(p, 5) for p in alone}) > 1  # distinct scores: a permutation would show
