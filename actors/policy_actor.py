@@ -69,9 +69,7 @@ class PolicyWorker:
     def logprobs(self, batch: RolloutBatch) -> torch.Tensor:
         """[B, T] log-probs of the batch under the current weights, no grad (the "old" policy)."""
         self.engine.eval()
-        out = batch_logprobs(self.engine, batch, self.cfg.micro_batch_size)
-        release_free_memory()
-        return out
+        return batch_logprobs(self.engine, batch, self.cfg.micro_batch_size)
 
     def train_step(self, batch: RolloutBatch) -> dict[str, float]:
         """One optimizer step over ``batch`` (micro-batches, gradients accumulated); grpo_loss stats

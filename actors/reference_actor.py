@@ -6,7 +6,6 @@ import ray
 import torch
 
 import genrm_ray  # noqa: F401  (caches + offline settings inside the actor process)
-from genrm_ray.env import release_free_memory
 from genrm_ray.rl.grpo import RolloutBatch, batch_logprobs
 
 
@@ -35,6 +34,4 @@ class ReferenceActor:
     def logprobs(self, batch: RolloutBatch) -> torch.Tensor:
         """[B, T] log p(token t | < t) at the response tokens under the reference, 0 elsewhere
         (``genrm_ray.rl.grpo.token_logprobs``)."""
-        out = batch_logprobs(self.model, batch, self.micro_batch_size)
-        release_free_memory()
-        return out
+        return batch_logprobs(self.model, batch, self.micro_batch_size)

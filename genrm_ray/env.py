@@ -11,6 +11,7 @@ Values already set in the environment win, so an operator can point any cache el
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -61,15 +62,21 @@ def release_free_memory() -> None:
     once freed, keeps: a GRPO PolicyWorker held 8.7 GB after its steps, and with the verifier
     refresh's trainer beside it the node ran out of memory. Actors whose heavy phases take turns
     call this after each phase, so that one phase's peak is not held through the others'."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's malloc_trim, looked up once (find_library runs ldconfig in a subprocess); None elsewhere."""
     import ctypes
     import ctypes.util
 
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        libc.malloc_trim(0)
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
-        pass
+        return None
 
 
 def node_memory_used_gib() -> float:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
+from genrm_ray.env import release_free_memory
+
 
 def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6, scale: bool = True) -> torch.Tensor:
     """(r - group mean) / (group std + eps) for consecutive groups of ``group_size`` rewards.
@@ -146,6 +148,7 @@ def batch_logprobs(model: torch.nn.Module, batch: RolloutBatch, micro_batch_size
         lp = token_logprobs(model, micro.input_ids.to(device), micro.attention_mask.to(device),
                             micro.response_mask.to(device)).cpu()
         out.append(F.pad(lp, (0, width - lp.shape[1])))
+    release_free_memory()  # the forward passes' peak, not held while the other GRPO roles run
     return torch.cat(out)
 
 

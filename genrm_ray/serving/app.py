@@ -288,7 +288,7 @@ class GenRMRewardServer:
                 await self.backend.load_weights(await ref)
                 self.cache.clear()  # rewards of the old weights
                 self.weights_version = version
-            release_free_memory()  # the fetched and packed copies of the weights, freed above
+                release_free_memory()  # the fetched and packed copies of the weights, freed above
 
     async def _score(self, body: RewardRequest) -> dict:
         await self._follow_weights()
