@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from genrm_ray.config import ConfigError, load_config
-from genrm_ray.data.build import DataBuildConfig, check_hard_negative_share, check_rationale_format
+from genrm_ray.data.build import DataBuildConfig, check_hard_negative_share, check_rationale_format, load_problems
 from genrm_ray.data.sft import load_sft_jsonl
 from genrm_ray.models.pretrained import resolve_base_model
 from genrm_ray.scoring import CotConfig, check_cot
@@ -55,6 +55,8 @@ def check_inputs(cfg: GenRMJobConfig) -> None:
     check_train_config(cfg.data.policy.train, "data.policy.train")
     check_hard_negative_share(cfg.data.hard_negative_share)
     check_rationale_format(cfg.data.task.name, cfg.data.rationale_format)
+    if not g.data.verify_direct and not g.data.verify_cot:
+        load_problems(cfg.data.task)  # an unknown task, a missing or bad problems file: before Ray starts
     if g.objective.name not in ("genrm", "discriminative"):
         raise ConfigError(
             f"genrm.objective.name must be 'genrm' or 'discriminative' (the baseline RM) in this job, got "

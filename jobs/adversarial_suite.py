@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # a missing checkpoint fails here, before any engine loads
         model_dirs = {name: suite.resolve_verifier_path(v, f"verifiers.{name}.path")
                       for name, v in cfg.verifiers.items() if v.kind != "served"}
+        sizer = suite.tokenizer_dir(cfg, model_dirs)
     except launch.BAD_INPUT as e:
         launch.fail(e)
     out = launch.run_dir(cfg.output_dir, "adversarial", cfg, "suite_config.json")
@@ -52,11 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     problems = task.generate(cfg.split, cfg.n, seed=cfg.seed)
     budget = suite.pad_budget(cfg)
     count = None
-    if budget and model_dirs:
-        tokenizer = AutoTokenizer.from_pretrained(next(iter(model_dirs.values())))
+    if budget and sizer:
+        tokenizer = AutoTokenizer.from_pretrained(sizer)
         count = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
     elif budget:
-        budget = 0  # served only: no tokenizer here to size the padding
+        budget = 0
+        print("[suite] no padded class: every verifier is served, and no tokenizer (a run or model dir) sizes it")
     responses = attack_responses(task, problems, pad_tokens=budget, count_tokens=count, seed=cfg.seed)
     print(f"[suite] {len(responses)} responses for {len(problems)} {cfg.split} problems of {cfg.task}; "
           f"verifiers: {list(cfg.verifiers)}")

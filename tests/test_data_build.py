@@ -1,14 +1,15 @@
 """The GenRM data build's pieces that need no model (genrm_ray.data.build): hard negatives from the
-adversarial suite, their share and labels, and the cache key."""
+adversarial suite, their share and labels, the cache key, and problems drawn from a real file."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from genrm_ray import prompts
-from genrm_ray.config import ConfigError
+from genrm_ray.config import ConfigError, to_dict
 from genrm_ray.data import sft
 from genrm_ray.data.build import DataBuildConfig, cache_key, check_hard_negative_share, mix_hard_negatives
 from genrm_ray.data.sft import LabelledSolution
@@ -63,11 +64,57 @@ def test_share_is_checked_and_the_default_keeps_old_cache_keys():
     d["policy"]["train"].pop("logging")
     d["policy"]["train"].pop("output_dir")
     d["policy"]["train"]["data"].pop("max_verify_examples")  # added later; the policy's SFT never reads it
+    d["task"].pop("file")  # added later; "" = generated problems
     d["version"] = DATA_VERSION
     assert cache_key(DataBuildConfig()) == hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
     capped = DataBuildConfig()
     capped.policy.train.data.max_verify_examples = 120
     assert cache_key(capped) == cache_key(DataBuildConfig())
+
+
+def _gsm8k_file(path, n: int, bad_line: int = 0):
+    rows = [json.dumps({"question": f"Ann has {i} apples and buys 2 more. How many does she have?",
+                        "answer": f"She has {i} + 2 = <<{i}+2={i + 2}>>{i + 2} apples.\n#### {i + 2}"}) for i in range(n)]
+    if bad_line:
+        rows[bad_line - 1] = json.dumps({"question": "No final line", "answer": "It is 3."})
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_problems_drawn_from_a_file_are_disjoint_seeded_and_their_errors_name_the_file(tmp_path):
+    from genrm_ray.data.build import TaskConfig, load_problems
+
+    path = _gsm8k_file(tmp_path / "gsm8k.jsonl", 12)
+    cfg = TaskConfig(name="gsm8k", n_train=8, n_heldout=3, file=str(path))
+    train, heldout = load_problems(cfg)
+    assert (len(train), len(heldout)) == (8, 3)
+    assert not {p.id for p in train} & {p.id for p in heldout}
+    assert [p.id for p in load_problems(cfg)[0]] == [p.id for p in train]  # seeded
+    assert [p.id for p in load_problems(TaskConfig(name="gsm8k", n_train=8, n_heldout=3, file=str(path), seed=1))[0]] \
+        != [p.id for p in train]
+    assert get_task("gsm8k").is_correct(get_task("gsm8k").reference_solution(train[0]), train[0])
+    with pytest.raises(ConfigError, match=r"data.task: \S+ holds 12 distinct problems, fewer than n_train \+ n_heldout = 10 \+ 3"):
+        load_problems(TaskConfig(name="gsm8k", n_train=10, n_heldout=3, file=str(path)))
+    with pytest.raises(ConfigError, match="data.task.file: no such file"):
+        load_problems(TaskConfig(name="gsm8k", file=str(tmp_path / "missing.jsonl")))
+    with pytest.raises(ConfigError, match=r"data.task.file: .*bad.jsonl:3: field 'answer' must end with a line '#### <number>'"):
+        load_problems(TaskConfig(name="gsm8k", n_train=2, n_heldout=1, file=str(_gsm8k_file(tmp_path / "bad.jsonl", 5, bad_line=3))))
+    with pytest.raises(ConfigError, match="data.task.file: task 'gsm8k' has no generator"):
+        load_problems(TaskConfig(name="gsm8k"))
+
+
+def test_a_problems_file_enters_the_cache_key_by_its_content(tmp_path):
+    from genrm_ray.data.build import TaskConfig, samples_key
+
+    path = _gsm8k_file(tmp_path / "a.jsonl", 12)
+    moved = tmp_path / "b.jsonl"
+    moved.write_bytes(path.read_bytes())
+    keyed = lambda f: cache_key(DataBuildConfig(task=TaskConfig(name="gsm8k", file=str(f))))  # noqa: E731
+    assert keyed(path) == keyed(moved)
+    assert samples_key(to_dict(DataBuildConfig(task=TaskConfig(name="gsm8k", file=str(path))))) == \
+        samples_key(to_dict(DataBuildConfig(task=TaskConfig(name="gsm8k", file=str(moved)))))
+    _gsm8k_file(moved, 11)
+    assert keyed(path) != keyed(moved)
 
 
 def test_a_build_that_changes_only_d_verify_reuses_the_policy_and_samples_of_a_finished_one(tmp_path, monkeypatch):

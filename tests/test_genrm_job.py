@@ -84,9 +84,17 @@ def _bad_sft_file(tmp_path: Path) -> Path:
     return path
 
 
+def _bad_gsm8k_file(tmp_path: Path) -> Path:
+    path = tmp_path / "gsm8k.jsonl"
+    rows = [{"question": "How many legs do 2 cats have?", "answer": "2 * 4 = 8\n#### 8"},
+            {"question": "How many?", "answer": "Eight."}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 @pytest.mark.parametrize("case", ["missing_config", "unknown_key", "wrong_type", "missing_dataset", "malformed_dataset",
                                   "bad_backend", "missing_model_dir", "greedy_cot_eval", "zero_stage",
-                                  "rationale_format"])
+                                  "rationale_format", "bad_problems_file", "no_problems_file"])
 def test_bad_input_exits_nonzero_with_clear_message_before_training(case, tmp_path):
     run_dir = tmp_path / "run"
     tiny = ["--config", str(REPO / "configs" / "test_tiny.yaml"), f"run_dir={run_dir}"]
@@ -105,6 +113,9 @@ def test_bad_input_exits_nonzero_with_clear_message_before_training(case, tmp_pa
         "zero_stage": (tiny + ["genrm.deepspeed.zero_stage=1"], "'genrm.deepspeed.zero_stage' must be one of [2, 3]"),
         "rationale_format": (tiny + ["data.rationale_format=decomposed"],
                              "data.rationale_format: task 'last_letter' writes rationales as quoted; got 'decomposed'"),
+        "bad_problems_file": (tiny + ["data.task.name=gsm8k", f"data.task.file={_bad_gsm8k_file(tmp_path)}"],
+                              f"data.task.file: {tmp_path / 'gsm8k.jsonl'}:2: field 'answer' must end with a line '#### <number>'"),
+        "no_problems_file": (tiny + ["data.task.name=gsm8k"], "data.task.file: task 'gsm8k' has no generator"),
     }[case]
     proc = _run_job(*args)
     assert proc.returncode == 2, proc.stdout + proc.stderr

@@ -107,6 +107,41 @@ def test_injected_verdicts_are_neutralized_alike_served_and_offline(reward_serve
     assert len(items) >= 20 and any(abs(a - b) > 1e-4 for a, b in zip(library, undefended))
 
 
+def test_the_suite_job_scores_a_served_verifier_over_http(reward_server, vllm_backend, tiny_model_dir, tmp_path):
+    """jobs/adversarial_suite.py against the endpoint by URL: every class, the padded one sized by the
+    ``tokenizer`` dir (a served verifier brings none), and each served reward equals the library's."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from genrm_ray.attacks import ATTACKS
+
+    repo = Path(__file__).resolve().parent.parent
+    out = tmp_path / "suite"
+    config = tmp_path / "suite.yaml"
+    config.write_text(f"""
+task: {TASK}
+n: 2
+verifiers:
+  Served: {{kind: served, url: "{reward_server.base_url}", mode: direct}}
+tokenizer: {tiny_model_dir}
+pad_tokens: 300
+output_dir: {out}
+""")
+    proc = subprocess.run([sys.executable, str(repo / "jobs" / "adversarial_suite.py"), "--config", str(config)], cwd=repo,
+                          env={**os.environ, "GENRM_REWARD_TOKEN": reward_server.token}, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["pad_tokens"] == 300
+    assert set(results["verifiers"]["Served"]["classes"]) == set(ATTACKS) | {"right_solution"}
+    records = [json.loads(line) for line in (out / "scores.jsonl").open()]
+    assert any(r["attack"] == "padded" for r in records)
+    library = GenRMScorer(vllm_backend).score_direct([VerifyItem(TASK, r["question"], r["response"]) for r in records])
+    assert [r["rewards"]["Served"] for r in records] == pytest.approx([x.reward for x in library], abs=1e-4)
+
+
 def test_adaptive_k_stops_between_min_k_and_k(reward_server):
     pairs = problems_and_solutions(2, 2, seed=3)
     out = rewards_ok(reward_server, {"items": [{"prompt": q, "response": s} for q, s in pairs], "mode": "cot",

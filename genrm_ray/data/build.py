@@ -1,7 +1,8 @@
 """The GenRM job's data: what `jobs/train_genrm.py` builds (or reuses) before training the verifier.
 
     problems (task.generate)          train split: policy SFT + GenRM data; validation split: held-out
-                                      verification (the test split stays unseen for Best-of-N)
+                                      verification (the test split stays unseen for Best-of-N);
+                                      or drawn from a real file (task.file: GSM8K's JSONL), disjoint
     base model (models.pretrained.resolve_base_model: an HF dir, a GGUF, smollm2-135m-instruct; or a tiny model)
     policy    = SFT of the base model on D_correct(reference solutions)        (train/, objective policy)
     samples   = n policy solutions per problem                                 (sampling.py: Ray Data + vLLM)
@@ -55,6 +56,10 @@ class TaskConfig:
     n_train: int = 400  # train-split problems: policy SFT, D_verify, D_cot, D_correct
     n_heldout: int = 100  # validation-split problems: the held-out verification set
     seed: int = 0
+    # A JSONL of real problems in the task's file format (GSM8K's question/answer rows for gsm8k). Set:
+    # train and held-out problems are drawn from it instead of generated, disjoint (a seeded shuffle:
+    # the first n_train, then the next n_heldout). "" = generate (gsm8k has no generator).
+    file: str = ""
 
 
 @dataclass
@@ -112,10 +117,46 @@ class BuiltData:
     reused: bool
 
 
+def load_problems(cfg: TaskConfig, key: str = "data.task") -> tuple[list[Problem], list[Problem]]:
+    """(train, held-out) problems: generated from the task's train and validation splits, or drawn
+    disjointly from ``cfg.file``. ConfigError names the key (and the file's line for a bad row)."""
+    task = get_task(cfg.name)
+    if not cfg.file:
+        try:
+            return (task.generate("train", cfg.n_train, seed=cfg.seed),
+                    task.generate("validation", cfg.n_heldout, seed=cfg.seed))
+        except NotImplementedError:
+            raise ConfigError(f"{key}.file: task {cfg.name!r} has no generator; name a JSONL of its problems "
+                              "(GSM8K format: question / answer rows)") from None
+    path = Path(cfg.file)
+    if not path.is_file():
+        raise ConfigError(f"{key}.file: no such file {path}")
+    try:
+        loaded = task.load(path)
+    except ValueError as e:  # names file:line and the field
+        raise ConfigError(f"{key}.file: {e}") from None
+    problems = list({p.id: p for p in loaded}.values())  # a repeated question counts once
+    want = cfg.n_train + cfg.n_heldout
+    if len(problems) < want:
+        raise ConfigError(f"{key}: {path} holds {len(problems)} distinct problems, fewer than "
+                          f"n_train + n_heldout = {cfg.n_train} + {cfg.n_heldout}")
+    random.Random(cfg.seed).shuffle(problems)
+    return problems[: cfg.n_train], problems[cfg.n_train : want]
+
+
+def _task_key(task: dict[str, Any]) -> None:
+    """A problems file enters the key by its content (a moved copy keeps the folder); no file keeps the
+    keys of folders built before ``file`` existed."""
+    path = task.pop("file", "")
+    if path:
+        task["file_sha256"] = hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).is_file() else path
+
+
 def cache_key(build: DataBuildConfig) -> str:
     """Hash of every setting that changes the data (logging and the cache folder itself do not)."""
     d = to_dict(build)
     d.pop("cache_dir")
+    _task_key(d["task"])
     _drop_inert_policy_keys(d["policy"]["train"])
     for key, off in [("hard_negative_share", 0.0), ("balance_per_problem", False), ("rationale_format", "quoted")]:
         if d[key] == off:  # added later: off keeps the old key
@@ -128,6 +169,7 @@ def samples_key(build: dict[str, Any]) -> str:
     """Hash of the settings that make the policy and its samples (``build`` as build_config.json
     holds it): folders that differ only in how D_verify is made from the samples share them."""
     d = {k: copy.deepcopy(build[k]) for k in ("task", "base_model", "policy", "sampling")}
+    _task_key(d["task"])
     _drop_inert_policy_keys(d["policy"]["train"])
     d["version"] = DATA_VERSION
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -194,8 +236,7 @@ def _paths(folder: Path, stats: dict[str, Any], reused: bool) -> BuiltData:
 def _build(build: DataBuildConfig, folder: Path, log) -> dict[str, Any]:
     t0 = time.perf_counter()
     task = get_task(build.task.name)
-    train = task.generate("train", build.task.n_train, seed=build.task.seed)
-    heldout = task.generate("validation", build.task.n_heldout, seed=build.task.seed)
+    train, heldout = load_problems(build.task)
     references = [LabelledSolution(p, task.reference_solution(p), True) for p in train]
     stats: dict[str, Any] = {"n_train_problems": len(train), "n_heldout_problems": len(heldout)}
     policy_done = folder / "policy.json"

@@ -147,6 +147,9 @@ class SuiteConfig:
     # The padded class fills the direct prompt to this many tokens; 0 = engine_options.max_model_len
     # less cot.max_rationale_tokens (so CoT rationales still fit); no max_model_len = no padded class.
     pad_tokens: int = 0
+    # The tokenizer that sizes the padded class (a run dir or HF model dir): "" = the first local
+    # verifier's. A suite of served verifiers only has none of its own: without this, no padded class.
+    tokenizer: str = ""
     output_dir: str = ""  # "" = runs/adversarial-<timestamp>
     results_json: str = ""  # also copy results.json here (e.g. benchmarks/results/adversarial_<task>.json)
 
@@ -183,6 +186,15 @@ def resolve_verifier_path(v: SuiteVerifierConfig, key: str) -> str:
     if v.kind == "judge":
         return str(resolve_base_model(v.path, key))
     return str(resolve_model_dir(v.path, key))
+
+
+def tokenizer_dir(cfg: SuiteConfig, model_dirs: dict[str, str]) -> str:
+    """The model dir whose tokenizer sizes the padded class; "" = none (RunDirError names ``tokenizer``)."""
+    from genrm_ray.runs import resolve_model_dir
+
+    if cfg.tokenizer:
+        return str(resolve_model_dir(cfg.tokenizer, "tokenizer"))
+    return next(iter(model_dirs.values()), "")
 
 
 def pad_budget(cfg: SuiteConfig) -> int:
