@@ -18,6 +18,7 @@ No Ray: local verifiers run in this process; a served one is reached over HTTP o
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import sys
 import time
@@ -35,6 +36,7 @@ DEFAULT_CONFIG = REPO / "configs" / "adversarial_arithmetic.yaml"
 
 def main(argv: list[str] | None = None) -> int:
     args = launch.parse_args(__doc__, DEFAULT_CONFIG, argv)
+    command = "python jobs/adversarial_suite.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     cfg = launch.load(suite.SuiteConfig, args, check=suite.check_suite_config)
     try:  # a missing checkpoint fails here, before any engine loads
         model_dirs = {name: suite.resolve_verifier_path(v, f"verifiers.{name}.path")
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds[name] = round(time.perf_counter() - started, 1)
         rewards[name] = xs
         print(f"[suite] {name}: {seconds[name]} s")
-        write(out, cfg, problems, responses, budget, seconds, rewards)
+        write(out, cfg, command, problems, responses, budget, seconds, rewards)
         started = time.perf_counter()
 
     try:
@@ -90,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write(out: Path, cfg, problems, responses, budget: int, seconds: dict, rewards: dict) -> None:
+def write(out: Path, cfg, command: str, problems, responses, budget: int, seconds: dict, rewards: dict) -> None:
     results = {
+        "command": command,
         "config": to_dict(cfg),
         "n_problems": len(problems),
         "n_responses": len(responses),

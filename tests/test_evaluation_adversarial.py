@@ -131,6 +131,7 @@ results_json: {copy}
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert json.loads(copy.read_text()) == results
+    assert results["command"] == "python jobs/adversarial_suite.py " + " ".join(argv)
     names = {"GenRM", "CoT", "Judge", "Disc"}
     assert set(results["verifiers"]) == names | {f"{n} (undefended)" for n in names}
     records = [json.loads(line) for line in (out / "scores.jsonl").open()]
