@@ -12,6 +12,7 @@ from genrm_ray.evaluation.config import EvalConfig
 from genrm_ray.evaluation.metrics import (
     auroc,
     best_of_n_accuracy,
+    compute_matched,
     majority_vote_accuracy,
     mean_ci95,
     paired_auroc_bootstrap,
@@ -349,8 +350,17 @@ def test_compute_matched_counts_solution_and_rationale_tokens():
     p = c["pays_from"]
     sc = c["curves"]["Self-consistency"]
     assert p is not None and p["accuracy"] > max(q["accuracy"] for q in sc if q["tokens"] <= p["tokens"])
+    assert p["n"] >= 2  # at N = 1 nothing is chosen
     text = markdown_report({"report_n": 4, "sets": {"test": m}})
     assert "verification pays from" in text
+    # A CoT point at N = 1 a rounding error above self-consistency's, and below it at every N >= 2: no choice
+    # the verifier made pays, so nothing does.
+    adaptive = VerifierSpec("GenRM-CoT (adaptive K)", "genrm", "cot", "-", adaptive=True)
+    best = {"Self-consistency": {"1": {"mean": 0.3}, "2": {"mean": 0.4}, "4": {"mean": 0.5}, "8": {"mean": 0.6}},
+            adaptive.name: {"1": {"mean": 0.3 + 1e-9}, "2": {"mean": 0.35}, "4": {"mean": 0.4}, "8": {"mean": 0.45}}}
+    for pp in pool:
+        pp.k_used[adaptive.name], pp.tokens[adaptive.name] = [1] * 8, [25] * 8
+    assert compute_matched(_cfg(adaptive_k=False), pool, [adaptive], best)["pays_from"] is None
 
 
 @given(st.lists(st.sampled_from(["a", "b", "c", "d"]), max_size=12))

@@ -297,7 +297,8 @@ def compute_matched(cfg: EvalConfig, pool: Sequence[PoolProblem], verifiers: Seq
     verifier's rationales): self-consistency over N solutions costs N solutions; GenRM-CoT with K
     rationales costs N * (solution + K rationales); a direct verifier generates nothing beyond the
     solutions (its prefill is not counted). ``pays_from``: the cheapest GenRM-CoT point that is more
-    accurate than every self-consistency point costing no more; None when none is."""
+    accurate than every self-consistency point costing no more, at N >= 2 (at N = 1 nothing is chosen:
+    both are pass@1, and their estimators differ only in rounding); None when none is."""
     ns = [n for n in cfg.ns if n <= cfg.pool.n]
     solution = sum(sum(pp.solution_tokens) for pp in pool) / sum(len(pp.solution_tokens) for pp in pool)
     curves: dict[str, list[dict[str, float]]] = {}
@@ -326,6 +327,8 @@ def compute_matched(cfg: EvalConfig, pool: Sequence[PoolProblem], verifiers: Seq
         if "CoT" not in name or "Judge" in name:
             continue
         for p in points:
+            if p["n"] < 2:
+                continue
             cheaper = [q["accuracy"] for q in sc if q["tokens"] <= p["tokens"]]
             if p["accuracy"] > max(cheaper, default=0.0) and (pays_from is None or p["tokens"] < pays_from["tokens"]):
                 pays_from = {"verifier": name, **p}
