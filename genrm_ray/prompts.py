@@ -56,7 +56,21 @@ PROBLEM_NOUNS: dict[str, str] = {
     "word_sort": "word sorting problems",
     "arithmetic": "math problems",
     "gsm8k": "math problems",
+    "mini_sudoku": "4x4 mini sudoku puzzles",
+    "countdown": "countdown number puzzles",
 }
+
+
+def problem_noun(task_name: str) -> str | None:
+    """The noun phrase the instruction names: the table above, or any other reasoning-gym dataset's
+    name as words ("rush_hour" -> "rush hour problems"); None for an unknown task."""
+    if task_name in PROBLEM_NOUNS:
+        return PROBLEM_NOUNS[task_name]
+    try:
+        from reasoning_gym.factory import DATASETS
+    except ImportError:
+        return None
+    return f"{task_name.replace('_', ' ')} problems" if task_name in DATASETS else None
 
 
 class TokenizerError(ValueError):
@@ -64,13 +78,14 @@ class TokenizerError(ValueError):
 
 
 def instruction(task_name: str) -> str:
-    if task_name not in PROBLEM_NOUNS:
+    noun = problem_noun(task_name)
+    if noun is None:
         raise ValueError(
             f"no instruction for task {task_name!r}; known tasks: {sorted(PROBLEM_NOUNS)} "
             "(add its noun phrase to genrm_ray.prompts.PROBLEM_NOUNS)"
         )
     return _INSTRUCTION.format(
-        problems=PROBLEM_NOUNS[task_name], answer=ANSWER_PREFIX, direct=DIRECT_QUESTION, yes=YES, no=NO,
+        problems=noun, answer=ANSWER_PREFIX, direct=DIRECT_QUESTION, yes=YES, no=NO,
         cot=COT_TRIGGER.strip(),
     )
 

@@ -139,6 +139,9 @@ def print_summary(s: dict, run_dir: Path) -> None:
           f"({h['n']} pairs, {h['positives']} correct; mean score {h['mean_score_correct']:.3f} on correct, "
           f"{h['mean_score_wrong']:.3f} on wrong)\n"
           f"  within-problem AUROC {within} over the {h.get('problems_with_both', 0)} problems with a right and a wrong pair")
+    if (agree := h.get("line_agreement")) is not None:
+        kinds = ", ".join(f"{k} {v['exact']:.1%}" for k, v in agree["by_kind"].items())
+        print(f"  rationale lines equal to the programmatic check: {agree['exact']:.1%} of {agree['lines']} ({kinds})")
     print("final losses: " + "  ".join(f"{k} {v:.4f}" for k, v in s["final_loss"].items()))
     print(f"training: {s['steps']} steps, {s['train_tokens_per_s']:.0f} tokens/s, ZeRO-{s['zero_stage']}, "
           f"{s['num_workers']} workers")

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from genrm_ray.tasks import get_task
 
     launch.connect_ray(cfg.ray_address)
-    task = get_task(cfg.task.name)
+    task = get_task(cfg.task.name, cfg.task.options)
     train_problems = task.generate("train", cfg.task.n_train, seed=cfg.task.seed)
     eval_problems = task.generate(cfg.task.eval_split, cfg.task.n_eval, seed=cfg.task.seed)
     pad_id = AutoTokenizer.from_pretrained(cfg.models.policy).pad_token_id

@@ -60,6 +60,9 @@ class TaskConfig:
     # train and held-out problems are drawn from it instead of generated, disjoint (a seeded shuffle:
     # the first n_train, then the next n_heldout). "" = generate (gsm8k has no generator).
     file: str = ""
+    # Generator settings of a reasoning-gym task (its dataset config's fields, e.g. min_empty / max_empty
+    # for mini_sudoku); {} = the task's defaults. Built-in tasks take none.
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -120,7 +123,10 @@ class BuiltData:
 def load_problems(cfg: TaskConfig, key: str = "data.task") -> tuple[list[Problem], list[Problem]]:
     """(train, held-out) problems: generated from the task's train and validation splits, or drawn
     disjointly from ``cfg.file``. ConfigError names the key (and the file's line for a bad row)."""
-    task = get_task(cfg.name)
+    try:
+        task = get_task(cfg.name, cfg.options)
+    except ValueError as e:  # an unknown task (the known ones listed) or a bad generator setting
+        raise ConfigError(f"{key}: {e}") from None
     if not cfg.file:
         try:
             return (task.generate("train", cfg.n_train, seed=cfg.seed),
@@ -147,6 +153,8 @@ def load_problems(cfg: TaskConfig, key: str = "data.task") -> tuple[list[Problem
 def _task_key(task: dict[str, Any]) -> None:
     """A problems file enters the key by its content (a moved copy keeps the folder); no file keeps the
     keys of folders built before ``file`` existed."""
+    if not task.get("options"):
+        task.pop("options", None)  # added later: no options keeps the old keys
     path = task.pop("file", "")
     if path:
         task["file_sha256"] = hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).is_file() else path
@@ -235,7 +243,7 @@ def _paths(folder: Path, stats: dict[str, Any], reused: bool) -> BuiltData:
 
 def _build(build: DataBuildConfig, folder: Path, log) -> dict[str, Any]:
     t0 = time.perf_counter()
-    task = get_task(build.task.name)
+    task = get_task(build.task.name, build.task.options)
     train, heldout = load_problems(build.task)
     references = [LabelledSolution(p, task.reference_solution(p), True) for p in train]
     stats: dict[str, Any] = {"n_train_problems": len(train), "n_heldout_problems": len(heldout)}

@@ -35,6 +35,8 @@ class ModelsConfig:
 @dataclass
 class ProblemsConfig:
     task: str = "last_letter"
+    # Generator settings of a reasoning-gym task (e.g. {min_empty: 6, max_empty: 8} for mini_sudoku).
+    options: dict[str, Any] = field(default_factory=dict)
     splits: list[str] = field(default_factory=lambda: ["test", "ood"])  # generated splits to evaluate
     n: int = 200  # problems per generated split
     n_ood: int = 100  # problems of the "ood" split
@@ -98,7 +100,10 @@ def check_config(cfg: EvalConfig) -> None:
     """Everything checkable without Ray or a model; raises EvalInputError naming the key."""
     if not cfg.models.policy:
         raise EvalInputError("models.policy is required: it samples the pool of solutions")
-    task = get_task(cfg.problems.task)  # ValueError lists the known tasks
+    try:
+        task = get_task(cfg.problems.task, cfg.problems.options)
+    except ValueError as e:  # an unknown task (the known ones listed) or a bad generator setting
+        raise EvalInputError(f"problems.task / problems.options: {e}") from None
     for split in cfg.problems.splits:
         if split not in task.splits():
             raise EvalInputError(f"problems.splits: task {task.name!r} has no split {split!r} ({list(task.splits())})")

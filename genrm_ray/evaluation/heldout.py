@@ -20,8 +20,11 @@ from typing import Any
 from genrm_ray import prompts
 from genrm_ray.data.sft import SFTRecord, load_sft_jsonl
 from genrm_ray.evaluation.metrics import auroc, paired_auroc_bootstrap, within_problem_auroc
+from genrm_ray.evaluation.rationales import line_agreement
+from genrm_ray.tasks import get_task
 
 SCORES_FILE = "heldout_scores.jsonl"  # per pair, in the training run's directory
+RATIONALES_FILE = "heldout_rationales.jsonl"  # GenRM-CoT: each pair's sampled rationales, beside it
 
 
 def evaluate_verifier(model_dir: str | Path, heldout: str | Path, backend: str = "vllm", cot=None,
@@ -55,11 +58,20 @@ def evaluate_verifier(model_dir: str | Path, heldout: str | Path, backend: str =
                 scores = GenRMScorer(engine).p_yes(texts)
             else:
                 items = [VerifyItem(r.task, *prompts.parse_verify_direct_prompt(r.task, r.prompt)) for r in records]
-                results = GenRMScorer(engine).score_cot(items, cot)
+                results = GenRMScorer(engine).score_cot(items, cot, return_rationales=True)
                 scores = [x.reward for x in results]
                 drawn = sum(x.k_used for x in results)
                 extra = {"cot_k": cot.k, "cot_temperature": cot.temperature,
                          "unfinished_share": round(sum(x.unfinished for x in results) / drawn, 4)}
+                agreement = line_agreement(get_task(records[0].task),
+                                           [(i.question, i.solution, x.rationales) for i, x in zip(items, results)])
+                if agreement is not None:
+                    extra["line_agreement"] = agreement
+                if scores_out is not None:  # the rationales beside the scores, for reading them
+                    with (Path(scores_out).parent / RATIONALES_FILE).open("w") as f:
+                        for r, x in zip(records, results):
+                            f.write(json.dumps({"problem_id": r.problem_id, "label": bool(r.label), "p_yes": x.p_yes,
+                                                "rationales": x.rationales}) + "\n")
         finally:
             if hasattr(engine, "close"):
                 engine.close()  # vLLM's engine-core process goes now, not at interpreter exit

@@ -126,7 +126,7 @@ class PoolProblem:
 
 def load_problem_sets(cfg: EvalConfig) -> dict[str, list[Problem]]:
     """Named problem sets: each generated split, and each file under its file name."""
-    task = get_task(cfg.problems.task)
+    task = get_task(cfg.problems.task, cfg.problems.options)
     sets: dict[str, list[Problem]] = {}
     for split in cfg.problems.splits:
         n = cfg.problems.n_ood if split == "ood" else cfg.problems.n

@@ -131,7 +131,7 @@ def diagnose_scores_file(path: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(path)
     folder, scores = (path, path / "scores.jsonl") if path.is_dir() else (path.parent, path)
     config = json.loads((folder / "eval_config.json").read_text())["problems"]
-    task = get_task(config["task"])
+    task = get_task(config["task"], config.get("options"))
     problems = {p.id: p for split in config["splits"]
                 for p in task.generate(split, config["n_ood"] if split == "ood" else config["n"], seed=config["seed"])}
     pools: dict[str, dict[str, PoolProblem]] = {}
@@ -156,6 +156,46 @@ def diagnose_scores_file(path: str | Path) -> dict[str, dict[str, Any]]:
                 d["verdict_follows_final_line"] = None
             out[set_name][name] = d
     return out
+
+
+def _by_label(lines: Sequence[str]) -> dict[str, str]:
+    """Check lines by their label (the text before the first ":"), the first of each label."""
+    out: dict[str, str] = {}
+    for line in lines:
+        label, sep, _ = line.strip().partition(":")
+        if sep and label not in out:
+            out[label] = line.strip()
+    return out
+
+
+def line_agreement(task: Task, pairs: Sequence[tuple[str, str, Sequence[str]]]) -> dict[str, Any] | None:
+    """How often a verifier's rationale lines equal the programmatic ones, for tasks whose rationales are
+    ``task.check_lines`` (reasoning-gym tasks): over ``(question, solution, rationales)``, the share of
+    programmatic lines that the rationale writes word for word under the same label, overall and by
+    the label's kind (``Row``, ``Column``, ``Box``, ``Step``, ...), and the share of lines whose
+    Correct/Wrong agrees. None when the task has no such rationale."""
+    if not hasattr(task, "check_lines"):
+        return None
+    counts: dict[str, list[int]] = {}  # kind -> [lines, exact, verdict agrees]
+    for question, solution, rationales in pairs:
+        try:
+            truth = _by_label(task.check_lines(question, solution))
+        except NotImplementedError:
+            return None
+        for text in rationales:
+            written = _by_label(text.split("\n"))
+            for label, want in truth.items():
+                c = counts.setdefault(label.split(" ")[0], [0, 0, 0])
+                got = written.get(label, "")
+                c[0] += 1
+                c[1] += got == want
+                c[2] += bool(got) and got.endswith(WRONG) == want.endswith(WRONG)
+    if not counts:
+        return None
+    total = [sum(c[i] for c in counts.values()) for i in range(3)]
+    return {"lines": total[0], "exact": _share(total[1], total[0]), "verdict_agrees": _share(total[2], total[0]),
+            "by_kind": {k: {"lines": c[0], "exact": _share(c[1], c[0]), "verdict_agrees": _share(c[2], c[0])}
+                        for k, c in sorted(counts.items())}}
 
 
 if __name__ == "__main__":  # python -m genrm_ray.evaluation.rationales <eval output_dir>

@@ -120,7 +120,7 @@ def evaluate_run_exports(run_dir: str | Path) -> dict[str, Any]:
     if (run_dir / HELDOUT_FILE).exists():
         raise FileExistsError(f"{run_dir / HELDOUT_FILE} exists: the run logged its own outcomes")
     cfg = load_config(GRPOConfig, run_dir / "grpo_config.json")
-    task = get_task(cfg.task.name)
+    task = get_task(cfg.task.name, cfg.task.options)
     problems = task.generate(cfg.task.eval_split, cfg.task.n_eval, seed=cfg.task.seed)
     logged = {x["step"]: x["pass_at_1"] for x in read_metrics(run_dir) if "pass_at_1" in x}
     last = max(logged)

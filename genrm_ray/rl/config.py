@@ -33,6 +33,7 @@ class ModelsConfig:
 @dataclass
 class TaskConfig:
     name: str = "last_letter"
+    options: dict[str, Any] = field(default_factory=dict)  # a reasoning-gym task's generator settings
     n_train: int = 2000  # train-split prompts GRPO samples from
     n_eval: int = 200  # held-out prompts for pass@1
     eval_split: str = "validation"  # never "test": the test split stays for Best-of-N
@@ -196,7 +197,10 @@ def check_grpo_config(cfg: GRPOConfig) -> None:
         raise ConfigError("task.eval_split=test is reserved for Best-of-N; use validation (or ood)")
     from genrm_ray.tasks import get_task
 
-    task = get_task(cfg.task.name)
+    try:
+        task = get_task(cfg.task.name, cfg.task.options)
+    except ValueError as e:
+        raise ConfigError(f"task.name / task.options: {e}") from None
     if cfg.task.eval_split not in task.splits():
         raise ConfigError(f"task.eval_split: task {task.name!r} has no split {cfg.task.eval_split!r} ({list(task.splits())})")
     if cfg.reward.source.startswith("genrm") and not served_elsewhere:

@@ -1,0 +1,135 @@
+"""4x4 mini sudoku from reasoning-gym: solving is a search, checking is comparisons of single digits.
+
+A solution is the filled grid after ``The answer is:`` (four rows of four space-separated digits, the
+dataset's own answer format). The programmatic rationale checks it without solving anything:
+
+    Row 2: 3 4 1 2; puzzle 3 4 _ 2; givens kept; 1-4 once. Correct.
+    Column 3: 4 1 2 3; 1-4 once. Correct.
+    Box 4: 2 1 3 4; 1-4 once. Correct.
+
+A grid whose rows keep the puzzle's givens and whose rows, columns and boxes each hold 1-4 once is the
+puzzle's unique solution, so every line passes exactly when reasoning-gym's checker gives full
+credit. Each line copies the solution's digits and compares them; no line needs arithmetic.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any
+
+from genrm_ray.tasks.base import CORRECT, WRONG, Problem, truncate
+from genrm_ray.tasks.gym import ReasoningGymTask, answer_block
+
+Grid = list[list[str]]
+DIGITS = ("1", "2", "3", "4")
+_PUZZLE = re.compile(r"puzzle:\s*\n((?:[ \t]*[1-4_](?:[ \t]+[1-4_]){3}[ \t]*\n?){4})", re.IGNORECASE)
+
+
+def parse_puzzle(question: str) -> Grid | None:
+    """The puzzle's four rows ("_" for a blank) from the question text, or None."""
+    m = _PUZZLE.search(question)
+    return [line.split() for line in m.group(1).strip().split("\n")] if m else None
+
+
+def parse_grid(answer: str | None) -> Grid | None:
+    """Four rows of four digits 1-4 (the whole answer, nothing else), or None."""
+    if answer is None:
+        return None
+    rows = [line.split() for line in answer.strip().split("\n")]
+    if len(rows) != 4 or any(len(r) != 4 or any(c not in DIGITS for c in r) for r in rows):
+        return None
+    if any(line != " ".join(r) for line, r in zip(answer.strip().split("\n"), rows)):
+        return None  # other spacing: reasoning-gym's checker does not give full credit
+    return rows
+
+
+def _columns(grid: Grid) -> Grid:
+    return [[grid[r][c] for r in range(4)] for c in range(4)]
+
+
+def _boxes(grid: Grid) -> Grid:
+    """Boxes 1-4 in reading order, each read row by row."""
+    return [[grid[r][c] for r in (br, br + 1) for c in (bc, bc + 1)] for br in (0, 2) for bc in (0, 2)]
+
+
+def _once(digits: list[str]) -> str | None:
+    """None when 1-4 each appear once, else what is wrong (the first repeated digit)."""
+    for d in digits:
+        if digits.count(d) > 1:
+            return f"{d} twice"
+    return None
+
+
+def _line(label: str, digits: list[str], notes: list[str], problems: list[str | None]) -> str:
+    """``{label}: {digits}; {notes}; {each check's finding}. Correct.`` (``Wrong.`` if any check failed)."""
+    once = _once(digits)
+    found = [*(p for p in problems if p), once or "1-4 once"]
+    wrong = once is not None or any(problems)
+    return "; ".join([f"{label}: {' '.join(digits)}", *notes, *found]) + f". {WRONG if wrong else CORRECT}"
+
+
+def grid_text(grid: Grid) -> str:
+    return "\n".join(" ".join(r) for r in grid)
+
+
+class MiniSudokuTask(ReasoningGymTask):
+    name = "mini_sudoku"
+    default_options = {"min_empty": 6, "max_empty": 8}
+
+    def __init__(self, options: dict[str, Any] | None = None, name: str | None = None) -> None:
+        super().__init__(name or "mini_sudoku", options)
+
+    # ---- verification ---------------------------------------------------------------------------
+
+    def check_lines(self, question: str, solution: str) -> list[str]:
+        puzzle = parse_puzzle(question)
+        if puzzle is None:
+            raise ValueError(f"{self.name}: no 4x4 puzzle in question {question[:80]!r}")
+        answer = self.extract_answer(solution)
+        grid = parse_grid(answer)
+        if grid is None:
+            what = "no answer" if answer is None else "not four rows of four digits 1-4"
+            return [f"Grid: {what}. {WRONG}"]
+        lines = []
+        for i, (row, given) in enumerate(zip(grid, puzzle), start=1):
+            changed = [c for c in range(4) if given[c] != "_" and given[c] != row[c]]
+            notes = [f"puzzle {' '.join(given)}"] + ([] if changed else ["givens kept"])
+            problem = f"column {changed[0] + 1} given {given[changed[0]]} changed" if changed else None
+            lines.append(_line(f"Row {i}", row, notes, [problem]))
+        for label, groups in (("Column", _columns(grid)), ("Box", _boxes(grid))):
+            for i, digits in enumerate(groups, start=1):
+                lines.append(_line(f"{label} {i}", digits, [], []))
+        return lines
+
+    # ---- bootstrapping --------------------------------------------------------------------------
+
+    def perturbation_kinds(self) -> tuple[str, ...]:
+        return ("swapped_digits", "given_changed", "repeated_digit", "truncated")
+
+    def perturb(self, problem: Problem, kind: str, rng: random.Random) -> str | None:
+        solution = [row[:] for row in parse_grid(problem.answer) or []]
+        puzzle = parse_puzzle(problem.question)
+        if not solution or puzzle is None:
+            return None
+        blanks = [(r, c) for r in range(4) for c in range(4) if puzzle[r][c] == "_"]
+        givens = [(r, c) for r in range(4) for c in range(4) if puzzle[r][c] != "_"]
+        grid = [row[:] for row in solution]
+        if kind == "swapped_digits":  # two blanks of one row filled the other way round
+            rows = [r for r in range(4) if sum(1 for (rr, _) in blanks if rr == r) >= 2]
+            if not rows:
+                return None
+            r = rng.choice(rows)
+            a, b = rng.sample([c for (rr, c) in blanks if rr == r], 2)
+            grid[r][a], grid[r][b] = grid[r][b], grid[r][a]
+        elif kind == "given_changed":
+            r, c = rng.choice(givens)
+            grid[r][c] = rng.choice([d for d in DIGITS if d != grid[r][c]])
+        elif kind == "repeated_digit":  # a blank filled with a digit its row already holds
+            r, c = rng.choice(blanks)
+            grid[r][c] = rng.choice([d for d in grid[r] if d != grid[r][c]])
+        elif kind == "truncated":
+            return truncate(answer_block(grid_text(grid)), rng)
+        else:
+            raise ValueError(f"{self.name}: unknown perturbation kind {kind!r}")
+        return None if grid == solution else answer_block(grid_text(grid))
