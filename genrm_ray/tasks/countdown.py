@@ -33,6 +33,7 @@ from typing import Any
 from genrm_ray.tasks.base import CORRECT, WRONG, Problem
 from genrm_ray.tasks.gym import ReasoningGymTask, answer_block
 
+_FORMAT_NOTES = "\n\nFinal answer format instructions:"  # reasoning-gym's, left out of the question
 _TARGET = re.compile(r"(?:equals|make|Calculate)\s+(\d+)")
 _NUMBERS = re.compile(r"numbers:?\s+(\d+(?:,\s*\d+)*)")
 _STEP = re.compile(r"^\s*(\d+)\s*([-+*/])\s*(\d+)\s*=\s*(-?\d+(?:\.\d+)?)\s*$", re.MULTILINE)
@@ -128,6 +129,9 @@ class CountdownTask(ReasoningGymTask):
 
     def _sample(self, rng: random.Random, ood: bool) -> tuple[str, str, dict[str, Any]]:
         question, _, meta = super()._sample(rng, ood)
+        # The task, without reasoning-gym's five format notes (the instruction and SFT data teach the
+        # format): some 55 tokens fewer per example.
+        question = question.split(_FORMAT_NOTES)[0].strip()
         entry = meta["rg_entry"]
         steps = solve(list(entry["metadata"]["numbers"]), int(entry["metadata"]["target"]), tuple(self.options["operators"]))
         # reasoning-gym's own expression when the step search finds none (it allows negative intermediates)

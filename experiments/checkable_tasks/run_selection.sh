@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The selection runs, one after another (each a jobs/train_genrm.py run at the demo's budget, then
+# select.py for pass@k and the held-out figures on the policy's own solutions). Logs in logs/.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+PY=.venv/bin/python
+run() {  # name, overrides...
+  local name=$1; shift
+  if [ ! -f runs/select-$name/summary.json ]; then
+    $PY jobs/train_genrm.py --config configs/genrm_mini_sudoku_cpu.yaml run_dir=runs/select-$name "$@" > logs/select-$name.log 2>&1 || { echo "$name failed"; return; }
+  fi
+  $PY experiments/checkable_tasks/select.py runs/select-$name --out experiments/checkable_tasks/results/select-$name.json > logs/select-$name.select.log 2>&1 || echo "$name select failed"
+}
+mkdir -p logs experiments/checkable_tasks/results
+for spec in "$@"; do
+  case $spec in
+    sudoku-e46) run sudoku-e46 ;;
+    sudoku-e810) run sudoku-e810 "data.task.options={min_empty: 8, max_empty: 10}" ;;
+    countdown-n3) run countdown-n3 data.task.name=countdown "data.task.options={min_numbers: 3, max_numbers: 3, min_value: 1, max_value: 9, min_target: 1, max_target: 30, operators: ['+', '-', '*']}" ;;
+    countdown-n4) run countdown-n4 data.task.name=countdown "data.task.options={min_numbers: 4, max_numbers: 4, min_value: 1, max_value: 20, min_target: 10, max_target: 100, operators: ['+', '-', '*', '/']}" ;;
+    *) echo "unknown spec $spec" ;;
+  esac
+done
