@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -91,7 +92,8 @@ def check_inputs(cfg: GenRMJobConfig) -> None:
 
 def best_of_n_config(cfg: GenRMJobConfig, policy: str, verifier: str):
     """The evaluation config for the verifier this job trains: models.policy and the verifier's entry
-    (genrm_direct, genrm_cot or discriminative) point at this run; output under <run dir>/eval."""
+    (genrm_direct, genrm_cot or discriminative) point at this run, and the problems are this job's task
+    with its generator settings (test split); output under <run dir>/eval."""
     from genrm_ray.evaluation.config import EvalConfig
 
     path = Path(cfg.eval.best_of_n_config)
@@ -102,4 +104,7 @@ def best_of_n_config(cfg: GenRMJobConfig, policy: str, verifier: str):
     g = cfg.genrm
     key = "discriminative" if g.objective.name == "discriminative" else f"genrm_{g.objective.mode}"
     filled = [f"models.policy={policy}", f"models.{key}={verifier}"] if policy else []
+    task = cfg.data.task
+    if not task.file:  # generated problems: the task (and settings) the verifier was trained on
+        filled += [f"problems.task={task.name}", f"problems.options={json.dumps(task.options)}"]
     return load_config(EvalConfig, path, [*cfg.eval.best_of_n_overrides, *filled])

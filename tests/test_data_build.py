@@ -3,6 +3,7 @@ adversarial suite, their share and labels, the cache key, and problems drawn fro
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -51,6 +52,11 @@ def test_share_is_checked_and_the_default_keeps_old_cache_keys():
     assert cache_key(with_share) != cache_key(DataBuildConfig())
     assert cache_key(DataBuildConfig(balance_per_problem=True)) != cache_key(DataBuildConfig())
     assert cache_key(DataBuildConfig(rationale_format="decomposed")) != cache_key(DataBuildConfig())
+    sudoku = DataBuildConfig()
+    sudoku.task.name, sudoku.task.options = "mini_sudoku", {"min_empty": 4}
+    harder = copy.deepcopy(sudoku)
+    harder.task.options = {"min_empty": 8}
+    assert cache_key(sudoku) != cache_key(harder)
     # A folder built before these options existed (no such keys) keeps its key while they are off.
     import hashlib
     import json
@@ -65,6 +71,7 @@ def test_share_is_checked_and_the_default_keeps_old_cache_keys():
     d["policy"]["train"].pop("output_dir")
     d["policy"]["train"]["data"].pop("max_verify_examples")  # added later; the policy's SFT never reads it
     d["task"].pop("file")  # added later; "" = generated problems
+    d["task"].pop("options")  # added later; {} = a built-in task or a reasoning-gym task's defaults
     d["version"] = DATA_VERSION
     assert cache_key(DataBuildConfig()) == hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
     capped = DataBuildConfig()

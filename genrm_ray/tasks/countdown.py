@@ -31,7 +31,7 @@ from fractions import Fraction
 from typing import Any
 
 from genrm_ray.tasks.base import CORRECT, WRONG, Problem
-from genrm_ray.tasks.gym import ReasoningGymTask, answer_block
+from genrm_ray.tasks.gym import ReasoningGymTask, answer_block, answer_start
 
 _FORMAT_NOTES = "\n\nFinal answer format instructions:"  # reasoning-gym's, left out of the question
 _TARGET = re.compile(r"(?:equals|make|Calculate)\s+(\d+)")
@@ -152,7 +152,7 @@ class CountdownTask(ReasoningGymTask):
             raise ValueError(f"{self.name}: no numbers and target in question {question[:80]!r}")
         numbers, target = parsed
         answer = self.extract_answer(solution)
-        body = solution[: solution.rfind("The answer is")] if answer is not None else solution
+        body = solution[: answer_start(solution)] if answer is not None else solution
         steps = [(int(a), op, int(b), v) for a, op, b, v in _STEP.findall(body)]
         lines = []
         if not steps:

@@ -41,6 +41,12 @@ def answer_block(answer: str) -> str:
     return f"{ANSWER_PREFIX}:\n{answer.strip()}"
 
 
+def answer_start(text: str) -> int:
+    """Where the last ``The answer is:`` starts in ``text`` (the working before it), or -1."""
+    matches = list(_ANSWER_MARKER.finditer(text))
+    return matches[-1].start() if matches else -1
+
+
 def make_dataset(name: str, options: Mapping[str, Any], seed: int = 0):
     """The reasoning-gym dataset ``name`` with generator settings ``options``; ValueError names a bad
     dataset name or setting (reasoning-gym's own config class and its ``validate`` decide)."""
