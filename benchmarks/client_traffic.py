@@ -17,6 +17,8 @@ local reward app (configs/serve_test.yaml, 1 replica, auth off, 127.0.0.1) four 
 - each OpenRLHF way once per ``--max-ongoing`` value (the deployment's ``max_ongoing_requests``: how
   many one-sample requests a replica lets into its engine at once, the cross-request batch).
 
+Not run yet: there is no results JSON from it, and docs/performance.md cites none.
+
 Per way: rewards/s (items / wall time), p50 / p99 of a sample's latency (its request's, from the
 moment all samples are released), requests sent. Rewards must equal the batched ones for the same
 items (checked, to 1e-4). Writes benchmarks/results/client_traffic.json with the command.
