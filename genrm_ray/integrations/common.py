@@ -1,5 +1,6 @@
 """What the framework adapters share: a RewardClient configured from environment variables (OpenRLHF
-and veRL load their adapter from a file path and pass no options), and the blank-response rule.
+and veRL load their adapter from a file path and pass no options), and scoring with the
+blank-response rule of ``genrm_ray.responses``.
 
 Environment (read when the first reward is asked for, so a launcher may set it after import):
 
@@ -21,6 +22,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from genrm_ray.responses import BLANK_REWARD, blank_detail, is_blank
 from genrm_ray.reward_client import RewardClient
 
 URL_ENV = "GENRM_REWARD_URL"
@@ -52,18 +54,12 @@ def client_options_from_env() -> dict[str, Any]:
     return options
 
 
-def blank_detail() -> dict[str, Any]:
-    """Details of a response that was not sent to the verifier (see ``ascore_nonblank``)."""
-    return {"p_yes": [], "k_used": 0, "rationale_tokens": 0, "unfinished": 0, "blank": True}
-
-
 async def ascore_nonblank(client: RewardClient, prompts: Sequence[str], responses: Sequence[str],
-                          labels: Sequence[Any] | None, blank_reward: float) -> tuple[list[float], list[dict]]:
-    """Rewards and details per item. A blank response (empty or whitespace, e.g. a policy that
-    emitted EOS at once) is no solution: it gets ``blank_reward`` without a request, because the
-    server rejects blank responses (422) and one such sample must not stop an RL run. Everything
-    else is scored by the service; its failures raise (RewardServiceError / RewardRequestError)."""
-    keep = [i for i, r in enumerate(responses) if r.strip()]
+                          labels: Sequence[Any] | None, blank_reward: float = BLANK_REWARD) -> tuple[list[float], list[dict]]:
+    """Rewards and details per item. A blank response gets ``blank_reward`` and ``blank_detail()``
+    without a request (``genrm_ray.responses``); everything else is scored by the service, whose
+    failures raise (RewardServiceError / RewardRequestError)."""
+    keep = [i for i, r in enumerate(responses) if not is_blank(r)]
     rewards = [float(blank_reward)] * len(responses)
     details = [blank_detail() for _ in responses]
     if keep:
@@ -79,4 +75,4 @@ def _label(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-__all__ = ["URL_ENV", "ascore_nonblank", "blank_detail", "client_options_from_env"]
+__all__ = ["URL_ENV", "ascore_nonblank", "client_options_from_env"]

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from genrm_ray.integrations.common import ascore_nonblank
+from genrm_ray.responses import BLANK_REWARD
 from genrm_ray.reward_client import RewardClient
 
 
@@ -62,11 +63,11 @@ class GenRMReward:
     Give either a ready ``client`` or RewardClient keyword arguments (``url=`` or ``app_name=``,
     ``mode``, ``k``, ``task``, ...). ``label_column``: the dataset column passed on as the reference
     answer (the server accepts and ignores it). ``blank_reward``: reward of an empty completion,
-    which is not sent (``integrations.common.ascore_nonblank``). Service failures raise
+    which is not sent (``genrm_ray.responses``). Service failures raise
     ``RewardServiceError``; TRL then stops the step instead of training on made-up rewards."""
 
     def __init__(self, client: RewardClient | None = None, *, name: str = "genrm", label_column: str | None = "answer",
-                 blank_reward: float = 0.0, **client_options: Any):
+                 blank_reward: float = BLANK_REWARD, **client_options: Any):
         if client is not None and client_options:
             raise ValueError(f"give either client or RewardClient options, not both (got {sorted(client_options)})")
         self.client = client if client is not None else RewardClient(**client_options)

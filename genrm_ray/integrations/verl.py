@@ -1,19 +1,16 @@
-"""veRL custom reward functions over the served GenRM. This file's path is veRL's
-``custom_reward_function.path``; pick the function by the reward manager in use:
+"""veRL custom reward functions over the served GenRM (veRL 0.9.1). This file's path is veRL's
+``reward.custom_reward_function.path``:
 
-| veRL path | ``custom_reward_function.name`` | how veRL calls it |
-|---|---|---|
-| reward loop (``use_reward_loop=True``, the default) | ``compute_score_async`` | one awaited call per sample, gathered into batches |
-| ``reward_manager=naive`` (legacy) | ``compute_score`` | one blocking call per sample |
-| ``reward_manager=batch`` | ``compute_score_batch`` | one call per batch |
+- ``name=compute_score_async``: awaited on the reward-loop worker's event loop, one call per sample,
+  all samples at once; calls within ``window_s`` (20 ms) go to the server as one request.
+- ``name=compute_score``: run in a thread of the worker's executor, one request per sample.
 
-Call shapes (volcengine/verl at b178a3c): verl/workers/reward_manager/naive.py and
-verl/experimental/reward_loop/reward_manager/naive.py call
-``compute_score(data_source=, solution_str=, ground_truth=, extra_info=)`` (the reward loop adds
-``reward_router_address=`` and ``reward_model_tokenizer=`` when a reward model router exists);
-verl/workers/reward_manager/batch.py calls ``compute_score(data_sources=, solution_strs=,
-ground_truths=, extra_infos=)``. verl/trainer/ppo/reward.py ``get_custom_reward_fn`` merges
-``custom_reward_function.reward_kwargs`` into every call: those are the options below.
+Both are called as veRL 0.9.1's reward-loop ``NaiveRewardManager.run_single``
+(verl/experimental/reward_loop/reward_manager/naive.py) calls them:
+``compute_score(data_source=, solution_str=, ground_truth=, extra_info=)``, plus
+``reward_router_address=`` and ``reward_model_tokenizer=`` when veRL serves a reward model of its
+own (ignored here). verl/trainer/ppo/reward.py ``get_custom_reward_fn`` merges
+``reward.custom_reward_function.reward_kwargs`` into every call: those are the options below.
 
 The verifier needs the problem, and veRL passes only the response: the question comes from
 ``extra_info["question"]`` (veRL's examples/data_preprocess/gsm8k.py stores it there; another key
@@ -28,14 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Sequence
 from typing import Any
 
 from genrm_ray.integrations.common import ascore_nonblank, client_options_from_env
+from genrm_ray.responses import BLANK_REWARD
 from genrm_ray.reward_client import RewardClient
 
 CLIENT_OPTIONS = ("url", "token", "mode", "k", "adaptive", "task", "batch_size", "retries", "backoff_s", "timeout_s")
-# Passed by veRL's reward loop when a reward-model router runs; a served GenRM does not need them.
+# Passed by veRL's reward loop when veRL serves a reward model itself; a served GenRM does not need them.
 VERL_EXTRAS = ("reward_router_address", "reward_model_tokenizer")
 DEFAULT_WINDOW_S = 0.02
 
@@ -47,12 +44,12 @@ def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(RewardClient options, adapter options) from veRL's reward_kwargs."""
     unknown = set(kwargs) - set(CLIENT_OPTIONS) - set(VERL_EXTRAS) - {"question_key", "blank_reward", "window_s"}
     if unknown:
-        raise TypeError(f"unknown custom_reward_function.reward_kwargs {sorted(unknown)}; known: "
+        raise TypeError(f"unknown reward.custom_reward_function.reward_kwargs {sorted(unknown)}; known: "
                         f"{sorted(CLIENT_OPTIONS + ('question_key', 'blank_reward', 'window_s'))}")
     options = {k: kwargs[k] for k in CLIENT_OPTIONS if kwargs.get(k) is not None}
     if "url" not in options:
         options = {**client_options_from_env(), **options}
-    adapter = {"question_key": kwargs.get("question_key", "question"), "blank_reward": float(kwargs.get("blank_reward", 0.0)),
+    adapter = {"question_key": kwargs.get("question_key", "question"), "blank_reward": float(kwargs.get("blank_reward", BLANK_REWARD)),
                "window_s": float(kwargs.get("window_s", DEFAULT_WINDOW_S))}
     return options, adapter
 
@@ -82,23 +79,13 @@ def _result(reward: float, detail: dict) -> dict[str, Any]:
 
 def compute_score(data_source: Any, solution_str: str, ground_truth: Any, extra_info: dict | None = None,
                   **reward_kwargs: Any) -> dict[str, Any]:
-    """One sample, blocking (veRL's naive reward manager). One request per call: prefer the batch
-    or async form for throughput."""
-    return compute_score_batch([data_source], [solution_str], [ground_truth], [extra_info], **reward_kwargs)[0]
-
-
-def compute_score_batch(data_sources: Sequence[Any], solution_strs: Sequence[str], ground_truths: Sequence[Any],
-                        extra_infos: Sequence[dict | None], **reward_kwargs: Any) -> list[dict[str, Any]]:
-    """A batch, blocking (veRL's batch reward manager): one result per sample, in order."""
-    n = len(solution_strs)
-    for name, seq in (("data_sources", data_sources), ("ground_truths", ground_truths), ("extra_infos", extra_infos)):
-        if len(seq) != n:
-            raise ValueError(f"{name} has {len(seq)} entries but solution_strs has {n}")
+    """One sample, blocking: one request per call (veRL runs it in an executor thread). Prefer
+    ``compute_score_async``, which gathers the samples into few requests."""
     _, adapter = _split(reward_kwargs)
-    questions = [question_of(e, adapter["question_key"], f"sample {i}") for i, e in enumerate(extra_infos)]
-    rewards, details = asyncio.run(ascore_nonblank(client(**reward_kwargs), questions, list(solution_strs),
-                                                   list(ground_truths), adapter["blank_reward"]))
-    return [_result(r, d) for r, d in zip(rewards, details)]
+    question = question_of(extra_info, adapter["question_key"], "sample")
+    rewards, details = asyncio.run(ascore_nonblank(client(**reward_kwargs), [question], [solution_str], [ground_truth],
+                                                   adapter["blank_reward"]))
+    return _result(rewards[0], details[0])
 
 
 async def compute_score_async(data_source: Any, solution_str: str, ground_truth: Any, extra_info: dict | None = None,
@@ -157,5 +144,4 @@ def gatherer_requests() -> int:
     return sum(g.requests for g in _gatherers.get(asyncio.get_running_loop(), {}).values())
 
 
-__all__ = ["CLIENT_OPTIONS", "client", "compute_score", "compute_score_async", "compute_score_batch",
-           "gatherer_requests", "question_of"]
+__all__ = ["CLIENT_OPTIONS", "client", "compute_score", "compute_score_async", "gatherer_requests", "question_of"]

@@ -25,7 +25,7 @@ import torch
 
 from genrm_ray import prompts
 from genrm_ray.evaluation.metrics import auroc
-from genrm_ray.integrations.common import blank_detail
+from genrm_ray.responses import BLANK_REWARD, blank_detail, is_blank
 from genrm_ray.rl.grpo import Rollout, RolloutBatch, group_advantages, make_rollout_batch
 
 if TYPE_CHECKING:
@@ -111,15 +111,15 @@ def rollout_and_score(rollout: RolloutEngine, reward: RewardScorer, problems: Se
         groups += out
         start = len(items)
         items += [(text, p, x) for text, p, group in zip(texts, chunk, out) for x in group]
-        # Blank responses cannot be verified (the endpoint rejects them): reward 0 and a blank detail,
-        # as the framework adapters do (integrations.common.ascore_nonblank), counted in the metrics.
-        keep = [i for i in range(start, len(items)) if items[i][2].text.strip()]
+        # Blank responses cannot be verified (genrm_ray.responses): BLANK_REWARD and a blank detail,
+        # counted in the metrics.
+        keep = [i for i in range(start, len(items)) if not is_blank(items[i][2].text)]
         if keep:
             ref = reward.score.remote([items[i][0] for i in keep], [items[i][2].text for i in keep],
                                       [items[i][1].answer for i in keep])
             pending.append((keep, ref))
     t = time.perf_counter()
-    rewards, details = [0.0] * len(items), [blank_detail() for _ in items]
+    rewards, details = [BLANK_REWARD] * len(items), [blank_detail() for _ in items]
     for keep, ref in pending:
         batch = ray.get(ref)
         for i, rw, d in zip(keep, batch.rewards, batch.details):

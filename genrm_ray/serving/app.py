@@ -27,6 +27,7 @@ from ray import serve
 
 from genrm_ray import prompts
 from genrm_ray.env import release_free_memory
+from genrm_ray.responses import is_blank, response_of_query
 from genrm_ray.serving import auth
 from genrm_ray.serving.config import (
     ServeConfig,
@@ -212,14 +213,13 @@ class GenRMRewardServer:
         # Checked here, not by RewardRequest below: a ValidationError raised inside a route is a 500.
         if not prompt.strip():
             raise RequestError(f"prompts[{i}] is blank")
-        if not query.startswith(prompt):
-            raise RequestError(f"query[{i}] does not start with prompts[{i}] (each query must be prompt + response)")
-        response = query[len(prompt):]
-        # OpenRLHF decodes sequences with their special tokens; strip trailing eos/pad.
-        for special in {self.tokenizer.eos_token, self.tokenizer.pad_token} - {None, ""}:
-            while response.rstrip().endswith(special):
-                response = response.rstrip()[: -len(special)]
-        if not response.strip():
+        # OpenRLHF decodes sequences with their special tokens: the common EOS/pad texts and this
+        # tokenizer's are stripped from the end (genrm_ray.responses, shared with the adapter).
+        try:
+            response = response_of_query(query, prompt, i, (self.tokenizer.eos_token or "", self.tokenizer.pad_token or ""))
+        except ValueError as e:
+            raise RequestError(str(e)) from None
+        if is_blank(response):
             raise RequestError(f"query[{i}] has no response after its prompt")
         return response
 
@@ -244,7 +244,7 @@ class GenRMRewardServer:
                 question = recover_question(task, item.prompt)
             except RequestError as e:
                 raise RequestError(f"items[{i}].prompt: {e}") from None
-            if not item.response.strip():
+            if is_blank(item.response):
                 raise RequestError(f"items[{i}].response is blank")
             out.append(VerifyItem(task, question, item.response))
         return out
