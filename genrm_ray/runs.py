@@ -130,7 +130,7 @@ def local_model_dir(location: Location, key: str = "checkpoint") -> Path:
 
     fs, path = filesystem(location, key)
     files = [i for i in fs.get_file_info(pafs.FileSelector(path, recursive=True)) if i.type == pafs.FileType.File]
-    if not any(i.path.rstrip("/").endswith("/config.json") for i in files):
+    if not any(i.path == f"{path.rstrip('/')}/config.json" for i in files):
         raise RunDirError(f"{key}: {location} is not a Hugging Face model dir (no config.json)")
     version = hashlib.sha256(repr([str(location)] + sorted((i.path, i.size, i.mtime_ns) for i in files)).encode())
     out = env.cache_dir() / "storage" / f"{str(location).rstrip('/').rsplit('/', 1)[-1]}-{version.hexdigest()[:16]}"
