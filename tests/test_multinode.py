@@ -134,20 +134,29 @@ def two_nodes(tmp_path_factory):
         procs.append(_start_node("node_b", base, env, address, logs))
         driver_env = env | {"TMPDIR": str(base / "node_a" / "tmp"), "RAY_TMPDIR": str(base / "node_a" / "ray"),
                             "RAY_ADDRESS": address}
-        cluster = TwoNodes(address, f"http://127.0.0.1:{dash}", {n: base / n / "tmp" for n in NODES},
-                           tmp_path_factory.mktemp("shared"), driver_env)
-        deadline = time.monotonic() + 300
+        # The storage is ours too (not pytest's tmp dirs, which a concurrent pytest session may prune).
+        (base / "shared").mkdir()
+        cluster = TwoNodes(address, f"http://127.0.0.1:{dash}", {n: base / n / "tmp" for n in NODES}, base / "shared", driver_env)
+        # Generous: on a 2-core box under load a node takes minutes to register (one took 5 at load 45).
+        deadline = time.monotonic() + 600
         while len(cluster.node_ids()) < 2:
-            assert time.monotonic() < deadline, "the two nodes did not come up within 300 s"
-            time.sleep(1)
+            for name, proc in zip(NODES, procs):
+                assert proc.poll() is None, f"`ray start` of {name} exited: {(logs / f'ray-start-{name}.log').read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "the two nodes did not come up within 600 s"
+            time.sleep(2)
         yield cluster
     finally:
         for proc in reversed(procs):
             _stop(proc)
+        for name in NODES:  # Ray's own logs of both nodes outlive the run, beside the `ray start` logs
+            if (base / name / "ray" / "session_latest" / "logs").is_dir():
+                shutil.copytree(base / name / "ray" / "session_latest" / "logs", logs / f"{name}-ray-logs", dirs_exist_ok=True,
+                                ignore_dangling_symlinks=True)
+        print(f"[multinode] logs: {logs}")
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _job(cluster: TwoNodes, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def _job(cluster: TwoNodes, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, *args], cwd=REPO, env=cluster.env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{args[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return proc
@@ -198,21 +207,23 @@ def served(two_nodes, trained):
 
     two_nodes.empty_scratch()  # training's local files are gone: serving has the storage only
     port = free_port()
-    log = open(two_nodes.storage.parent / "serve.log", "w")
+    log = open(two_nodes.storage.parent / "serve.log", "w")  # beside the nodes' folders, not in a scratch dir
     proc = subprocess.Popen([sys.executable, "jobs/serve_genrm.py", "--config", "configs/serve_test.yaml",
                              "--checkpoint", str(trained["run"]), "deployment.resources={node_b: 1}", "deployment.max_replicas=1",
                              "http.app_name=genrm-mn", f"http.port={port}", "http.auth_token_env=", "http.route_prefix=/"],
                             cwd=REPO, env=two_nodes.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    t0, deadline = time.perf_counter(), time.monotonic() + 400
+    # Generous: a vLLM engine under a loaded 2-core box took minutes to start.
+    t0, deadline = time.perf_counter(), time.monotonic() + 900
     try:
         while True:
             assert proc.poll() is None, f"serve_genrm.py exited {proc.returncode}: {Path(log.name).read_text()[-4000:]}"
-            assert time.monotonic() < deadline, f"no healthy replica within 400 s: {Path(log.name).read_text()[-4000:]}"
+            assert time.monotonic() < deadline, (f"no healthy replica within 900 s: {Path(log.name).read_text()[-4000:]}\n"
+                                                 f"actors: {[(a['class_name'], a['state']) for a in two_nodes.actors()]}")
             try:
-                if requests.get(f"{base}/healthz", timeout=5).status_code == 200:
+                if requests.get(f"{base}/healthz", timeout=30).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # no proxy yet, or one still starting
                 pass
             time.sleep(2)
         print(f"[multinode] serve ready: {time.perf_counter() - t0:.0f} s")
