@@ -7,6 +7,12 @@ missing; Ray workers and vLLM engine processes inherit it. A process that only i
 piece (an RL trainer loading genrm_ray.integrations) has no GENRM_CACHE_DIR, and nothing changes
 there: its HF cache, hub access and wandb mode stay its own.
 Values already set in the environment win, so an operator can point any cache elsewhere.
+
+Model hub: ONE setting, ``GENRM_HUB``. Unset (or empty), no hub is configured: HF_HUB_OFFLINE=1 and
+TRANSFORMERS_OFFLINE=1, and a base model is a local dir, a .gguf file or a built-in name. Set to a
+hub's URL (``https://huggingface.co``, or a mirror), the offline settings are left out, HF_ENDPOINT is
+that URL, and ``base_model`` / ``models.policy`` may name a hub id (``Qwen/Qwen2.5-1.5B-Instruct``;
+genrm_ray.models.pretrained). A hub id without GENRM_HUB fails before Ray starts, naming GENRM_HUB.
 """
 
 from __future__ import annotations
@@ -23,6 +29,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GENRM_CACHE_DIR") or REPO_ROOT / ".cache")
 
 
+HUB_SETTING = "GENRM_HUB"
+
+
+def hub_url() -> str:
+    """The model hub's URL (GENRM_HUB), or "" when none is configured."""
+    return os.environ.get(HUB_SETTING, "").strip().rstrip("/")
+
+
 def configure(entry_point: bool = False) -> None:
     """Set the defaults below (setdefault) when GENRM_CACHE_DIR is set; ``entry_point=True`` (jobs,
     benchmarks, tests) sets it to <repo>/.cache first when missing."""
@@ -31,10 +45,11 @@ def configure(entry_point: bool = False) -> None:
     if not os.environ.get("GENRM_CACHE_DIR"):
         return
     root = cache_dir()
+    hub = hub_url()
+    # No hub configured: load local directories only. A configured hub: its URL, and nothing offline.
+    hub_settings = {"HF_ENDPOINT": hub} if hub else {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     defaults = {
-        # No model hub here (and none wanted in production): load local directories only.
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
+        **hub_settings,
         "HF_HOME": root / "hf",
         "TORCH_EXTENSIONS_DIR": root / "torch_extensions",  # DeepSpeed's JIT-compiled ops
         "TORCHINDUCTOR_CACHE_DIR": root / "inductor",

@@ -44,6 +44,10 @@ class GenRMJobConfig:
     genrm: TrainConfig = field(default_factory=TrainConfig)
     eval: GenRMEvalConfig = field(default_factory=GenRMEvalConfig)
     run_dir: str = ""  # "" = runs/genrm-<timestamp> under the current directory
+    # Where the run's checkpoints, HF export, metrics and summary.json go: "" = the run dir; a shared
+    # path or a URI (s3://, gs://) = <storage>/<run dir's name>/ (genrm_ray.runs). Serving and GRPO
+    # read the run from there.
+    storage: str = ""
     ray_address: str = ""  # "" = $RAY_ADDRESS if set (e.g. under `ray job submit`), else a local Ray
 
 
@@ -51,6 +55,10 @@ def check_inputs(cfg: GenRMJobConfig) -> None:
     """Everything that can be checked before Ray starts: files exist and parse, choices are valid, base
     models load (each path is replaced by the HF dir it resolves to)."""
     g = cfg.genrm
+    if cfg.storage:
+        from genrm_ray import runs
+
+        runs.filesystem(runs.as_location(cfg.storage), "storage")  # an unknown scheme or bucket: now, not after training
     check_cot(cfg.eval.cot, "eval.cot")
     check_train_config(g, "genrm")
     check_train_config(cfg.data.policy.train, "data.policy.train")

@@ -9,8 +9,9 @@ Recipe: (1) build or reuse the data (problems, SFT'd policy, Ray Data + vLLM pol
 D_verify / D_cot / D_correct; genrm_ray.data.build), unless the config names ready dataset files;
 (2) train the verifier (genrm_ray.train.run_training; `genrm.objective` switches GenRM direct / CoT);
 (3) held-out accuracy and AUROC of p(Yes) from the engine's next-token log-probabilities;
-(4) summary.json, loss_curve.png and the printed summary in the run dir; (5) if `eval.best_of_n_config`
-names an evaluation config (the embedded default does), Best-of-N of the new verifier against its
+(4) summary.json, loss_curve.png and the printed summary in the run dir (with `storage` set, the
+checkpoints, HF export, metrics and summary.json go to <storage>/<run dir name>/: genrm_ray.runs);
+(5) if `eval.best_of_n_config` names an evaluation config (the embedded default does), Best-of-N of the new verifier against its
 baselines on the policy's solution pools, with table and plots in <run dir>/eval (genrm_ray.evaluation.run).
 """
 
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = launch.run_dir(cfg.run_dir, "genrm", cfg)
     print(f"[job] config {args.config} -> run dir {run_dir}")
 
+    from genrm_ray import runs
     from genrm_ray.data.build import build_or_reuse
     from genrm_ray.evaluation.heldout import SCORES_FILE, evaluate_verifier
     from genrm_ray.train.loop import run_training
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. Train the verifier.
     genrm.output_dir = str(run_dir / "genrm")
+    stored = runs.join(runs.as_location(cfg.storage), run_dir.name) if cfg.storage else run_dir
+    genrm.storage = str(runs.join(stored, "genrm")) if cfg.storage else ""
     t = time.perf_counter()
     result = run_training(genrm)
     train_s = time.perf_counter() - t
@@ -88,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     # 3. Held-out verification.
     t = time.perf_counter()
     cot = cfg.eval.cot if genrm.objective.name == "genrm" and genrm.objective.mode == "cot" else None
-    heldout_metrics = evaluate_verifier(result.hf_model, heldout, cfg.eval.backend, cot=cot,
+    heldout_metrics = evaluate_verifier(runs.local_model_dir(result.hf_model), heldout, cfg.eval.backend, cot=cot,
                                         scores_out=run_dir / SCORES_FILE, **cfg.eval.engine_options)
     eval_s = time.perf_counter() - t
 
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": {"data": round(data_s, 1), "train": round(train_s, 1), "eval": round(eval_s, 1),
                    "total": round(time.perf_counter() - t_start, 1)},
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_summary(summary, run_dir, stored)
     print_summary(summary, run_dir)
 
     # 5. Best-of-N of the new verifier and its baselines on the policy's solution pools.
@@ -122,8 +126,18 @@ def main(argv: list[str] | None = None) -> int:
         eval_cfg = best_of_n_config(cfg, policy=str(policy), verifier=str(result.hf_model))
         results = run_evaluation(eval_cfg, run_dir / "eval")
         summary["best_of_n"] = {"results": str(run_dir / "eval" / "results.json"), "wall_s": results["wall_s"]["total"]}
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_summary(summary, run_dir, stored)
     return 0
+
+
+def write_summary(summary: dict, run_dir: Path, stored) -> None:
+    """summary.json in the run dir, and in the run's storage location when that is elsewhere."""
+    from genrm_ray import runs
+
+    text = json.dumps(summary, indent=2) + "\n"
+    (run_dir / "summary.json").write_text(text)
+    if stored != run_dir:
+        runs.write_text(runs.join(stored, "summary.json"), text)
 
 
 def _verifier_name(genrm) -> str:

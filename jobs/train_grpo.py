@@ -15,7 +15,8 @@ ReferenceActor (frozen SFT policy for the KL term) and the PolicyGroup (DeepSpee
 steps (genrm_ray.rl.step.grpo_step), the verifier refresh every refresh.every steps
 (genrm_ray.rl.refresh), held-out pass@1 every eval.every steps, a checkpoint every checkpoint_every,
 until train.steps or train.budget_minutes; (5) the policy's HF export (and the refreshed verifier's),
-summary.json and grpo_curves.png in the run dir.
+summary.json and grpo_curves.png in the run dir (checkpoints, export and summary.json in
+<storage>/<run dir name> when `storage` names a shared path).
 
 Run it from the repository root (or `ray job submit --working-dir .`): config paths are relative to
 it, and Ray workers import actors/ from the driver's working directory.
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     args = launch.parse_args(__doc__, DEFAULT_CONFIG, argv)
     cfg = launch.load(GRPOConfig, args, check=check_grpo_config)
     run_dir = launch.run_dir(cfg.run_dir or f"runs/grpo-{cfg.reward.source}", "grpo", cfg, "grpo_config.json")
+    # Checkpoints, the policy's export and summary.json: in the run dir, or <storage>/<run name>.
+    stored = Path(cfg.storage).resolve() / run_dir.name if cfg.storage else run_dir
     print(f"[grpo] config {args.config} -> {run_dir}; reward {cfg.reward.source}; policy {cfg.models.policy}")
 
     import ray
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     # `ray job stop` sends SIGTERM: leave through the ExitStack, so the Serve app goes too (Serve
     # apps outlive their driver; actors and placement groups die with it).
     signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
-    start, ckpt = grpo.latest_checkpoint(run_dir)
+    start, ckpt = grpo.latest_checkpoint(stored)
     if ckpt is not None and (ckpt / grpo.VERIFIER_EXPORT).is_dir():  # serve and refresh the refreshed verifier
         cfg.models.verifier = str((ckpt / grpo.VERIFIER_EXPORT).resolve())
     buffer = RefreshBuffer() if cfg.refresh.every > 0 else None
@@ -110,17 +113,19 @@ def main(argv: list[str] | None = None) -> int:
                 logger.note(progress_line(metrics))
             logger.log(metrics)
             if step % cfg.checkpoint_every == 0 or last:
-                grpo.save_checkpoint(actors.policy, run_dir, step, metrics["elapsed_s"], actors.verifier)
+                grpo.save_checkpoint(actors.policy, stored, step, metrics["elapsed_s"], actors.verifier)
             if out_of_time:
                 print(f"[grpo] time budget of {t.budget_minutes} min reached after step {step}")
                 break
-        actors.policy.save_hf(str(run_dir / "hf_model"))
+        actors.policy.save_hf(str(stored / "hf_model"))
         if actors.verifier is not None:
-            ray.get(actors.verifier.save_hf.remote(str(run_dir / grpo.VERIFIER_EXPORT)))
+            ray.get(actors.verifier.save_hf.remote(str(stored / grpo.VERIFIER_EXPORT)))
 
     rows = read_metrics(run_dir)
-    summary = grpo.run_summary(rows, cfg.reward.source, run_dir / "hf_model")
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary = grpo.run_summary(rows, cfg.reward.source, stored / "hf_model")
+    for folder in {run_dir, stored}:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_grpo_runs({cfg.reward.source: rows}, run_dir / "grpo_curves.png")
     print(f"\n=== GRPO ({cfg.reward.source}) ===\nheld-out pass@1 {summary['pass_at_1_start']:.3f} -> "
           f"{summary['pass_at_1_end']:.3f} in {summary['steps']} steps ({summary['elapsed_s']:.0f} s)\n"

@@ -4,6 +4,7 @@ the cluster the docs promise: a CPU head, autoscaling 8-GPU workers, the project
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import jsonschema
@@ -75,3 +76,67 @@ def test_broken_copies_fail_ray_validation(cluster_config, breakage):
         gpu["min_workers"] = bad["max_workers"] + 1
     with pytest.raises((jsonschema.ValidationError, ValueError)):
         _validate(bad)
+
+
+# --- cluster.yaml and the GPU configs agree: shared storage, one task, paths as overrides ------------
+
+REPO = CLUSTER_YAML.parent
+GPU_CONFIGS = sorted({*REPO.glob("configs/*gpu*.yaml"), *REPO.glob("configs/genrm_1p5b_*.yaml")})
+MOUNT = "/mnt/shared"
+
+
+def test_every_node_mounts_the_shared_storage_the_configs_name(cluster_config):
+    setup = " ".join(cluster_config["setup_commands"])  # run on the head and on every worker
+    assert "/mnt/shared" in setup and "mount -t nfs4" in setup and "mountpoint -q /mnt/shared" in setup
+    # The placeholder fails the setup with a message, instead of a node without its storage.
+    assert "EFS=fs-REPLACE-ME" in setup and "exit 1" in setup
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        start = " ".join(cluster_config[key])
+        assert "GENRM_HUB=https://huggingface.co" in start and f"HF_HOME={MOUNT}/hf" in start, key
+    header = CLUSTER_YAML.read_text().split("cluster_name:")[0]
+    for name in re.findall(r"configs/[\w.-]+\.yaml", header):
+        assert (REPO / name).is_file(), f"cluster.yaml names {name}, which does not exist"
+
+
+def test_gpu_configs_share_one_task_and_take_machine_paths_as_overrides():
+    from genrm_ray.config import load_config
+    from genrm_ray.evaluation.config import EvalConfig
+    from genrm_ray.genrm_job import GenRMJobConfig
+    from genrm_ray.serving.config import ServeConfig
+
+    assert len(GPU_CONFIGS) >= 4, GPU_CONFIGS
+    tasks = {}
+    for path in GPU_CONFIGS:
+        text = path.read_text()
+        body = "\n".join(line.split("#")[0] for line in text.splitlines())  # values, not comments
+        assert "/home/" not in body and MOUNT not in body, f"{path.name}: a machine path in a value; make it an override"
+        if path.name.startswith("genrm_"):
+            cfg = load_config(GenRMJobConfig, path)
+            tasks[path.name] = cfg.data.task.name
+            assert cfg.storage == "" and cfg.run_dir == "" and cfg.data.task.file == ""
+            header = text.split("\ndata:")[0]
+            for key in ("storage", "data.cache_dir", "data.task.file"):  # the command in the header gives them
+                assert re.search(rf"\b{re.escape(key)}={MOUNT}/", header), f"{path.name}: header has no {key}={MOUNT}/..."
+        elif path.name.startswith("eval_"):
+            tasks[path.name] = load_config(EvalConfig, path).problems.task
+        elif path.name.startswith("serve_"):
+            tasks[path.name] = load_config(ServeConfig, path).scoring.task
+    assert set(tasks.values()) == {"gsm8k"}, tasks
+
+
+def test_a_gpu_config_on_a_machine_without_a_hub_stops_before_ray_naming_the_setting(tmp_path):
+    # Its base model is a hub id; here no hub is configured (GENRM_HUB unset): exit 2, one line.
+    import os
+    import subprocess
+    import sys
+
+    from tests.fixtures.data import GSM8K_HEAD
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GENRM_HUB", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    proc = subprocess.run([sys.executable, "jobs/train_genrm.py", "--config", "configs/genrm_1p5b_zero2_1x8gpu.yaml",
+                           f"data.task.file={GSM8K_HEAD}", "data.task.n_train=150", "data.task.n_heldout=50",
+                           f"data.cache_dir={tmp_path / 'data'}", f"storage={tmp_path / 'shared'}", f"run_dir={tmp_path / 'run'}"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "data.base_model.path: 'Qwen/Qwen2.5-1.5B'" in proc.stderr and "GENRM_HUB is unset" in proc.stderr
+    assert "Traceback" not in proc.stderr and "[ray]" not in proc.stdout  # Ray never started

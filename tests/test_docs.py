@@ -96,6 +96,21 @@ def doc_lines() -> list[Line]:
     return [line for doc in DOCS for line in lines_of(doc.relative_to(REPO).as_posix(), doc.read_text())]
 
 
+# Files whose leading comment block is read like the docs: the commands and paths a user copies from them.
+HEADER_FILES = [REPO / "cluster.yaml", *sorted((REPO / "configs").glob("*.yaml"))]
+
+
+def header_lines(path: Path) -> list[Line]:
+    """The comment block at the top of a YAML file, read as a shell block (``\\`` continues a command)."""
+    header = []
+    for raw in path.read_text().splitlines():
+        if not raw.startswith("#"):
+            break
+        header.append(raw[1:].removeprefix(" "))
+    block = lines_of(path.relative_to(REPO).as_posix(), "```\n" + "\n".join(header) + "\n```")
+    return [dataclasses.replace(line, number=line.number - 1) for line in block]  # the opening ``` is line 1
+
+
 def where(line: Line) -> str:
     return f"{line.path}:{line.number}"
 
@@ -478,6 +493,27 @@ def test_reward_urls_use_paths_the_shipped_route_prefix_serves(lines):
 def test_repository_paths_modules_and_names_exist(lines):
     problems = check_repo_names(lines)
     assert not problems, report(problems)
+
+
+def test_cluster_yaml_and_config_headers_name_what_exists():
+    # The same rules for the comment blocks that head cluster.yaml and every config: scripts, config
+    # files, checkpoints, override keys, repository paths.
+    lines = [line for path in HEADER_FILES for line in header_lines(path)]
+    found, problems = commands(lines)
+    problems += check_scripts(found) + check_job_commands(found) + check_config_mentions(lines) + check_repo_names(lines)
+    assert not problems, report(problems)
+    assert {c.script for c in commands(header_lines(REPO / "cluster.yaml"))[0]} == {"jobs/train_genrm.py"}
+
+
+def test_header_checks_catch_a_missing_config(tmp_path, monkeypatch):
+    bad = tmp_path / "cluster.yaml"
+    bad.write_text("# ray job submit -- python jobs/train_genrm.py \\\n#     --config configs/genrm_1p5b_zero3_8gpu.yaml\n"
+                   "cluster_name: x\n")
+    monkeypatch.setattr(f"{__name__}.REPO", tmp_path)
+    lines = header_lines(bad)
+    assert lines[0].number == 1
+    monkeypatch.undo()
+    assert any("configs/genrm_1p5b_zero3_8gpu.yaml: no such file" in p for p in check_config_mentions(lines))
 
 
 # ---- the rules themselves stay strict ------------------------------------------------------------------

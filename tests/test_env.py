@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-WATCHED = ["GENRM_CACHE_DIR", "HF_HUB_OFFLINE", "HF_HOME", "WANDB_MODE", "VLLM_CPU_KVCACHE_SPACE", "RAY_TMPDIR"]
+WATCHED = ["GENRM_CACHE_DIR", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", "HF_HOME", "WANDB_MODE",
+           "VLLM_CPU_KVCACHE_SPACE", "RAY_TMPDIR"]
 
 
-def _environment_after(code: str) -> dict[str, str | None]:
-    env = {k: v for k, v in os.environ.items() if k not in WATCHED}
+def _environment_after(code: str, **extra: str) -> dict[str, str | None]:
+    env = {k: v for k, v in os.environ.items() if k not in WATCHED and k != "GENRM_HUB"} | extra
     script = f"import json, os\n{code}\nprint(json.dumps({{k: os.environ.get(k) for k in {WATCHED!r}}}))"
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -32,6 +33,15 @@ def test_entry_points_get_project_caches_and_offline_settings():
     assert seen["GENRM_CACHE_DIR"] == str(REPO / ".cache")
     assert seen["HF_HOME"] == str(REPO / ".cache" / "hf") and seen["HF_HUB_OFFLINE"] == "1"
     assert seen["WANDB_MODE"] == "offline" and seen["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert seen["TRANSFORMERS_OFFLINE"] == "1" and seen["HF_ENDPOINT"] is None
+
+
+def test_a_configured_hub_is_the_one_setting_that_turns_offline_off():
+    seen = _environment_after("import genrm_ray.env; genrm_ray.env.configure(entry_point=True)",
+                              GENRM_HUB="https://hub.example.org/")
+    assert seen["HF_HUB_OFFLINE"] is None and seen["TRANSFORMERS_OFFLINE"] is None
+    assert seen["HF_ENDPOINT"] == "https://hub.example.org"
+    assert seen["HF_HOME"] == str(REPO / ".cache" / "hf")  # the caches stay the project's
 
 
 def test_release_free_memory_returns_a_freed_heap_to_the_os():

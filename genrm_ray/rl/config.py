@@ -18,16 +18,18 @@ from typing import Any, Literal
 
 from genrm_ray.config import ConfigError, load_config
 from genrm_ray.models.pretrained import BaseModelError, resolve_base_model
-from genrm_ray.runs import RunDir, RunDirError, require_hf_model_dir
+from genrm_ray.runs import RunDir, RunDirError, StorageError, as_location, is_file, is_uri, require_hf_model_dir
 from genrm_ray.scoring import CotConfig, check_cot
 from genrm_ray.train.config import DeepSpeedConfig, LoggingConfig, check_deepspeed
 
 
 @dataclass
 class ModelsConfig:
-    from_run: str = ""  # a train_genrm run dir: fills policy (summary data.policy) and verifier (its export)
-    policy: str = ""  # HF dir of the SFT policy that GRPO starts from (also the frozen KL reference)
-    verifier: str = ""  # HF dir of the reward model (genrm_* sources: GenRM; discriminative: classifier)
+    # A train_genrm run: fills policy (summary data.policy) and verifier (its export). A local or shared
+    # path, or the URI of the run in its storage (s3://bucket/runs/<run>; genrm_ray.runs).
+    from_run: str = ""
+    policy: str = ""  # HF dir (local or shared path) of the SFT policy that GRPO starts from (also the frozen KL reference)
+    verifier: str = ""  # the reward model's HF dir or its URI (genrm_* sources: GenRM; discriminative: classifier)
 
 
 @dataclass
@@ -131,6 +133,9 @@ class GRPOConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     checkpoint_every: int = 20  # steps; the last step always saves; a rerun in the same run_dir resumes
     run_dir: str = ""  # "" = runs/grpo-<reward source>
+    # Where the policy's checkpoints, its HF export and summary.json go: "" = run_dir; a shared path
+    # (the mount every node has) = <storage>/<run_dir's name>/. The policy ranks write there directly.
+    storage: str = ""
     ray_address: str = ""  # "" = $RAY_ADDRESS if set, else a local Ray
 
 
@@ -139,7 +144,7 @@ def load_grpo_config(path: str | Path | None, overrides: Sequence[str] = ()) -> 
     cfg = load_config(GRPOConfig, path, overrides)
     try:
         check_grpo_config(cfg)
-    except (RunDirError, BaseModelError) as e:
+    except (RunDirError, BaseModelError, StorageError) as e:
         raise ConfigError(str(e)) from None
     return cfg
 
@@ -150,9 +155,15 @@ def check_grpo_config(cfg: GRPOConfig) -> None:
     last); ConfigError, RunDirError or BaseModelError naming the key. jobs/train_grpo.py passes it to
     genrm_ray.launch.load."""
     m = cfg.models
+    if is_uri(cfg.storage):
+        raise ConfigError(f"storage: GRPO's policy ranks write their checkpoints through a mounted path; give the "
+                          f"shared mount (e.g. /mnt/shared/runs), not {cfg.storage}")
+    if is_uri(m.policy):
+        raise ConfigError(f"models.policy: every policy rank and the rollout engine load it from a path; give the "
+                          f"shared mount's path, not {m.policy}")
     if m.from_run:
-        run = RunDir(Path(m.from_run))
-        if not run.summary_file.is_file():
+        run = RunDir(as_location(m.from_run))
+        if not is_file(run.summary_file):
             raise ConfigError(f"models.from_run: {run.summary_file} not found; train the verifier first with "
                               "jobs/train_genrm.py (the command is in the header of configs/grpo_last_letter_cpu.yaml), "
                               "or set models.policy and models.verifier")
@@ -164,7 +175,8 @@ def check_grpo_config(cfg: GRPOConfig) -> None:
     if cfg.reward.source == "discriminative" or (cfg.reward.source.startswith("genrm") and not served_elsewhere):
         if not m.verifier:
             raise ConfigError(f"reward.source={cfg.reward.source} needs models.verifier (or reward.url of a running endpoint)")
-        m.verifier = str(require_hf_model_dir(m.verifier, "models.verifier").resolve())
+        verifier = require_hf_model_dir(as_location(m.verifier), "models.verifier")
+        m.verifier = str(verifier if is_uri(verifier) else Path(verifier).resolve())
     r, t = cfg.rollout, cfg.train
     for key, value, low in [("rollout.prompts_per_step", r.prompts_per_step, 1), ("rollout.group_size", r.group_size, 2),
                             ("rollout.max_tokens", r.max_tokens, 1), ("rollout.chunks", r.chunks, 1),

@@ -36,6 +36,7 @@ from genrm_ray.serving.config import (
     deployment_options,
     engine_options,
     load_serve_config,
+    model_dir,
 )
 from genrm_ray.serving.dedup import LRUCache, unique
 from genrm_ray.serving.metrics import replica_metrics
@@ -140,7 +141,7 @@ class GenRMRewardServer:
         self.cfg = cfg
         auth.set_token(token)
         self.tasks = sorted(TASKS)
-        self.backend = AsyncVLLMBackend(cfg.checkpoint, **engine_options(cfg))
+        self.backend = AsyncVLLMBackend(str(model_dir(cfg)), **engine_options(cfg))
         self.tokenizer = self.backend.tokenizer
         self.scorer = GenRMScorer(self.backend, normalize=cfg.scoring.normalize,
                                   neutralize=cfg.scoring.neutralize)

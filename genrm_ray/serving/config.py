@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from genrm_ray.config import ConfigError, load_config
-from genrm_ray.runs import RunDirError, resolve_model_dir
+from genrm_ray.runs import RunDirError, StorageError, as_location, is_uri, local_model_dir, resolve_model_dir
 from genrm_ray.scoring import CotConfig, check_cot, voting_temperature_problem
 
 
@@ -52,6 +52,8 @@ class DeploymentConfig:
     name: str = "GenRMReward"
     accelerator: Literal["cpu", "gpu"] = "cpu"
     num_cpus: float = 1.0  # per replica (vLLM's engine processes run outside Ray's CPU accounting)
+    # Custom Ray resources per replica, e.g. {serve_node: 1} to keep replicas on the nodes that advertise it.
+    resources: dict[str, float] = field(default_factory=dict)
     min_replicas: int = 1
     max_replicas: int = 1
     initial_replicas: int | None = None
@@ -92,7 +94,9 @@ class ReloadConfig:
 
 @dataclass
 class ServeConfig:
-    # The GenRM: its HF export, or the training run that holds it (runs/<run>: genrm/hf_model).
+    # The GenRM: its HF export, or the training run that holds it (runs/<run>: genrm/hf_model), as a
+    # local or shared path or a URI of the run's storage (s3://bucket/runs/<run>); each replica loads a
+    # URI's export from a copy in its own node's cache (genrm_ray.runs.local_model_dir).
     checkpoint: str = ""
     model_name: str = ""  # reported by /v1/models and responses; default: the run's (or export's) folder name
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -106,10 +110,20 @@ def load_serve_config(path: str | Path | None = None, overrides: Sequence[str] =
     """Load and check a serve config; the checkpoint path becomes absolute (replicas run elsewhere)."""
     cfg = load_config(ServeConfig, path, overrides)
     check_serve_config(cfg)
-    named = Path(cfg.checkpoint).resolve()
-    cfg.checkpoint = str(resolve_model_dir(named, "checkpoint").resolve())
-    cfg.model_name = cfg.model_name or (named.name if named != Path(cfg.checkpoint) else Path(cfg.checkpoint).name)
+    named = as_location(cfg.checkpoint)
+    export = resolve_model_dir(named, "checkpoint")
+    cfg.checkpoint = str(export if is_uri(export) else Path(export).resolve())
+    cfg.model_name = cfg.model_name or _folder_name(named if str(named) != cfg.checkpoint else cfg.checkpoint)
     return cfg
+
+
+def _folder_name(location) -> str:
+    return str(location).rstrip("/").rsplit("/", 1)[-1]
+
+
+def model_dir(cfg: ServeConfig) -> Path:
+    """The folder a replica loads: the checkpoint itself, or this node's copy of a URI's export."""
+    return local_model_dir(cfg.checkpoint, "checkpoint")
 
 
 def check_serve_config(cfg: ServeConfig) -> None:
@@ -119,8 +133,8 @@ def check_serve_config(cfg: ServeConfig) -> None:
     if not cfg.checkpoint:
         raise ConfigError("checkpoint: not set (pass --checkpoint DIR or checkpoint=DIR)")
     try:
-        resolve_model_dir(cfg.checkpoint, "checkpoint")
-    except RunDirError as e:
+        resolve_model_dir(as_location(cfg.checkpoint), "checkpoint")
+    except (RunDirError, StorageError) as e:
         raise ConfigError(str(e)) from None
     s, d = cfg.scoring, cfg.deployment
     if s.task not in TASKS:
@@ -190,4 +204,8 @@ def deployment_options(cfg: ServeConfig) -> dict[str, Any]:
         options["ray_actor_options"] = {"num_cpus": d.num_cpus, "num_gpus": 0}
         options["placement_group_bundles"] = [{"CPU": d.num_cpus}] + [{"GPU": 1}] * tp
         options["placement_group_strategy"] = "STRICT_PACK"
+        if d.resources:
+            options["placement_group_bundles"][0].update(d.resources)
+    if d.resources:
+        options["ray_actor_options"]["resources"] = dict(d.resources)
     return options

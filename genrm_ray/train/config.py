@@ -97,6 +97,10 @@ class TrainConfig:
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     output_dir: str = "runs/train"  # run dir: checkpoints, metrics.jsonl, wandb, hf_model
+    # Where checkpoints, hf_model and metrics.jsonl go when they must outlive this node: a shared path
+    # or a URI (s3://, gs://; genrm_ray.runs). "" = output_dir. Set, the workers keep their logs and
+    # wandb files in their own node's temp dir and upload at the end; output_dir is the driver's.
+    storage: str = ""
 
 
 def resolve_bf16(ds: DeepSpeedConfig, on_gpu: bool, key: str = "deepspeed") -> bool:

@@ -15,8 +15,12 @@ whatever a worker prints, warns or logs to stdout/stderr (DeepSpeed's accelerato
 warnings, weight-loading bars) goes to ``<output_dir>/worker_<rank>.log``. What is left is rank 0's
 progress bar and the job's own summary lines.
 
-Paths (model, data, output_dir) must be visible to every worker: on a multi-node cluster put them
-on shared storage.
+Where outputs go: with ``storage`` "" everything is in ``output_dir`` (one machine). With ``storage``
+set (a shared path or a URI, genrm_ray.runs) Ray Train keeps its checkpoints under
+``<storage>/ray``, rank 0 writes the export to its node's temp dir and uploads it to
+``<storage>/hf_model`` with metrics.jsonl, and each rank uploads its worker log: nothing a worker
+writes stays on its node, and the driver reads only ``storage``. The model and data paths must be
+visible to every worker: on a multi-node cluster they are on the shared mount.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from ray.train import Checkpoint, FailureConfig, RunConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from genrm_ray import prompts
+from genrm_ray import prompts, runs
 from genrm_ray.config import to_dict
 from genrm_ray.run_logger import RunLogger
 from genrm_ray.runs import require_hf_model_dir
@@ -60,7 +64,7 @@ RAY_TRAIN_LOG_LEVEL = "WARNING"
 @dataclass
 class TrainResult:
     metrics: dict[str, Any]  # last step's metrics
-    hf_model: Path  # HF-format export (transformers / vLLM load it)
+    hf_model: runs.Location  # HF-format export (transformers / vLLM load it; a URI: runs.local_model_dir first)
     checkpoint: str | None  # last Ray Train checkpoint (DeepSpeed state)
     tokens_per_s: float  # non-pad tokens of all workers per second of train_step time, steps 2.. (no report/checkpoint time)
     padding_share: float  # pad tokens / all tokens over the run
@@ -150,10 +154,27 @@ def _absolute(cfg: TrainConfig) -> TrainConfig:
         if getattr(section, key):
             setattr(section, key, str(Path(getattr(section, key)).resolve()))
     cfg.output_dir = str(Path(cfg.output_dir).resolve())
+    cfg.storage = str(runs.as_location(cfg.storage)) if cfg.storage else ""
     # None = what this hardware runs fast (fp32 on a CPU without bf16 instructions); workers and the
     # export then agree on one value.
     cfg.deepspeed.bf16 = resolve_bf16(cfg.deepspeed, cfg.scaling.use_gpu)
     return cfg
+
+
+def storage_root(cfg: TrainConfig) -> runs.Location:
+    """Where this run's checkpoints, export and metrics.jsonl go: ``storage``, else ``output_dir``."""
+    return runs.as_location(cfg.storage or cfg.output_dir)
+
+
+def worker_dir(cfg: TrainConfig) -> Path:
+    """The folder a worker writes its log, wandb files and (rank 0) metrics.jsonl into: output_dir on
+    one machine; with ``storage`` set, a folder in this node's temp dir (uploaded at the end)."""
+    if not cfg.storage:
+        return Path(cfg.output_dir)
+    import hashlib
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / "genrm-ray" / hashlib.sha256(cfg.storage.encode()).hexdigest()[:16]
 
 
 def run_training(cfg: TrainConfig) -> TrainResult:
@@ -174,20 +195,20 @@ def run_training(cfg: TrainConfig) -> TrainResult:
         ),
         run_config=RunConfig(
             name=run_dir.name,
-            storage_path=str(run_dir / "ray"),
+            storage_path=str(runs.join(storage_root(cfg), "ray")),
             failure_config=FailureConfig(max_failures=cfg.scaling.max_failures),
             logging_config=ray.train.LoggingConfig(log_level=RAY_TRAIN_LOG_LEVEL),
         ),
     )
     result = trainer.fit()
-    return _collect(result, run_dir)
+    return _collect(result, storage_root(cfg), run_dir)
 
 
-def _collect(result, run_dir: Path) -> TrainResult:
+def _collect(result, root: runs.Location, run_dir: Path) -> TrainResult:
     """Loss curves etc. from metrics.jsonl; a step logged twice (before a crash, again after the
     resume) keeps its last value, which is the one the surviving run trained on."""
     by_step: dict[int, dict[str, Any]] = {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+    for line in runs.read_text(runs.join(root, "metrics.jsonl")).splitlines():
         row = json.loads(line)
         by_step[row["step"]] = row
     rows = [by_step[s] for s in sorted(by_step)]
@@ -196,7 +217,7 @@ def _collect(result, run_dir: Path) -> TrainResult:
     pad = sum(r["pad_tokens"] for r in rows)
     return TrainResult(
         metrics=dict(result.metrics or rows[-1]),
-        hf_model=run_dir / "hf_model",
+        hf_model=runs.join(root, "hf_model"),
         checkpoint=result.checkpoint.path if result.checkpoint else None,
         tokens_per_s=sum(r["tokens"] for r in timed) / sum(r["step_time_s"] for r in timed),
         padding_share=pad / (pad + sum(r["tokens"] for r in rows)),
@@ -305,15 +326,21 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     _quiet_report_log()
     cfg: TrainConfig = loop_config["cfg"]
     rank = ray.train.get_context().get_world_rank()
-    run_dir = Path(cfg.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with _worker_output(run_dir, rank) as console:
-        _train(cfg, console)
+    local = worker_dir(cfg)
+    local.mkdir(parents=True, exist_ok=True)
+    try:
+        with _worker_output(local, rank) as console:
+            _train(cfg, console, local)
+    finally:
+        if cfg.storage:  # the log goes along even when the worker failed: it says why
+            log = local / f"worker_{rank}.log"
+            if log.is_file():
+                runs.write_text(runs.join(cfg.storage, log.name), log.read_text())
 
 
-def _train(cfg: TrainConfig, console: TextIO) -> None:
-    """Engine, resume, the step loop, checkpoints, export."""
-    hp, run_dir = cfg.train, Path(cfg.output_dir)
+def _train(cfg: TrainConfig, console: TextIO, local: Path) -> None:
+    """Engine, resume, the step loop, checkpoints, export (``local``: this worker's folder, worker_dir)."""
+    hp = cfg.train
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
@@ -329,7 +356,9 @@ def _train(cfg: TrainConfig, console: TextIO) -> None:
             _, client_state = engine.load_checkpoint(ckpt_dir, tag=CHECKPOINT_TAG)
         start = client_state["step"]
     log = cfg.logging
-    logger = RunLogger(cfg.output_dir, to_dict(cfg), cfg.train.max_steps, start, postfix=("loss", "padding_share"),
+    if cfg.storage and rank == 0 and restored is None:  # a fresh run: no rows of an earlier run with this storage
+        (local / "metrics.jsonl").unlink(missing_ok=True)
+    logger = RunLogger(local, to_dict(cfg), cfg.train.max_steps, start, postfix=("loss", "padding_share"),
                        wandb_project=log.wandb_project, wandb_entity=log.wandb_entity, wandb_mode=log.wandb_mode,
                        progress_bar=log.progress_bar, console=console) if rank == 0 else None
 
@@ -361,6 +390,15 @@ def _train(cfg: TrainConfig, console: TextIO) -> None:
         else:
             ray.train.report(metrics)
 
-    _export_hf(engine, run_dir / "hf_model", tokenizer, rank)
+    if not cfg.storage:
+        _export_hf(engine, local / "hf_model", tokenizer, rank)
+    else:
+        with tempfile.TemporaryDirectory(prefix="genrm-export-") as tmp:
+            _export_hf(engine, Path(tmp) / "hf_model", tokenizer, rank)
+            if rank == 0:
+                runs.upload_dir(Path(tmp) / "hf_model", runs.join(cfg.storage, "hf_model"))
     if logger:
         logger.close()
+        if cfg.storage:
+            runs.write_text(runs.join(cfg.storage, "metrics.jsonl"), (local / "metrics.jsonl").read_text())
+    torch.distributed.barrier()  # the driver reads the export once fit() returns: every upload is done
