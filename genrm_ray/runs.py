@@ -6,6 +6,8 @@ A model path in any config may name the model folder itself or a run folder that
     runs/<genrm run>/genrm/hf_model   jobs/train_genrm.py's verifier export; its summary.json names the
                                       policy the data stage trained or used (data.policy)
     runs/<run>/hf_model               jobs/train_grpo.py's policy, or a bare genrm_ray.train output dir
+
+A run folder also records its job's config (RUN_CONFIGS), and so the task it trained on (RunDir.task).
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ def require_hf_model_dir(path: str | Path, key: str) -> Path:
     return Path(path)
 
 
+# The config a job writes into its run folder (genrm_ray.launch.run_dir), and where the task's name is in it.
+RUN_CONFIGS = {"job_config.json": ("data", "task", "name"), "grpo_config.json": ("task", "name")}
+
+
 @dataclass(frozen=True)
 class RunDir:
     path: Path
@@ -54,6 +60,28 @@ class RunDir:
         """The policy a GenRM training run used (summary.json's data.policy), or None."""
         policy = self.summary().get("data", {}).get("policy")
         return Path(policy) if policy else None
+
+    def task(self) -> str | None:
+        """The task the run trained on, as its job recorded it (RUN_CONFIGS), or None."""
+        for name, keys in RUN_CONFIGS.items():
+            if not (self.path / name).is_file():
+                continue
+            value: Any = json.loads((self.path / name).read_text())
+            for key in keys:
+                value = value.get(key) if isinstance(value, dict) else None
+            if isinstance(value, str) and value:
+                return value
+        return None
+
+    @classmethod
+    def holding(cls, path: str | Path) -> RunDir:
+        """The run folder ``path`` belongs to: ``path`` itself, or the run one of whose EXPORTS it is."""
+        p = Path(path).resolve()
+        for export in cls.EXPORTS:
+            depth = len(Path(export).parts)
+            if p.parts[-depth:] == Path(export).parts:
+                return cls(p.parents[depth - 1])
+        return cls(p)
 
     def is_genrm_run(self) -> bool:
         """A jobs/train_genrm.py run (a GRPO run's summary has no data section)."""

@@ -90,6 +90,7 @@ def test_oracle_grades_against_the_labels():
 
 def _cfg(source: str, **reward) -> GRPOConfig:
     cfg = GRPOConfig()
+    cfg.task.name = TASK
     cfg.reward = RewardConfig(source=source, **reward)
     cfg.models.verifier = "/models/verifier"
     return cfg

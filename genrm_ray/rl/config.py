@@ -1,11 +1,11 @@
 """GRPOConfig: every knob of a GRPO run (jobs/train_grpo.py), one dataclass tree (genrm_ray.config).
 
-    cfg = load_grpo_config("configs/grpo_last_letter_cpu.yaml", ["reward.source=oracle", "train.steps=50"])
+    cfg = load_grpo_config("configs/grpo/arithmetic_demo.yaml", ["reward.source=oracle", "train.steps=50"])
 
 models.from_run can name a GenRM training run (jobs/train_genrm.py's run dir, genrm_ray.runs.RunDir): its
-summary.json names the policy it was trained from (data.policy) and its verifier export fills
-models.verifier. The embedded default names runs/ll-cot, the GenRM-CoT run whose command heads
-configs/grpo_last_letter_cpu.yaml (`make demo` trains a direct GenRM into runs/demo instead).
+summary.json names the policy it was trained from (data.policy), its verifier export fills
+models.verifier, and the task it recorded fills task.name. The default config names runs/demo, the run
+`make demo` trains.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class ModelsConfig:
 
 @dataclass
 class TaskConfig:
-    name: str = "last_letter"
+    name: str = ""  # "" = the task of models.from_run
     n_train: int = 2000  # train-split prompts GRPO samples from
     n_eval: int = 200  # held-out prompts for pass@1
     eval_split: str = "validation"  # never "test": the test split stays for Best-of-N
@@ -48,7 +48,7 @@ class RewardConfig:
     # calls), else this job starts the app from serve_config over models.verifier and calls it by handle.
     url: str = ""
     app_name: str = ""
-    serve_config: str = "configs/serve_cpu.yaml"  # the app this job starts for genrm_* sources
+    serve_config: str = "configs/serve/cpu.yaml"  # the app this job starts for genrm_* sources
     serve_overrides: list[str] = field(default_factory=list)
     # genrm_cot voting. cot.k and cot.adaptive go with every request; an app this job starts votes
     # with this whole section (its scoring.cot); a server found by url / app_name keeps its own.
@@ -153,10 +153,12 @@ def check_grpo_config(cfg: GRPOConfig) -> None:
         run = RunDir(Path(m.from_run))
         if not run.summary_file.is_file():
             raise ConfigError(f"models.from_run: {run.summary_file} not found; train the verifier first with "
-                              "jobs/train_genrm.py (the command is in the header of configs/grpo_last_letter_cpu.yaml), "
-                              "or set models.policy and models.verifier")
+                              "jobs/train_genrm.py (`make demo` trains runs/demo), or set models.policy and models.verifier")
         m.policy = m.policy or str(run.policy() or "")
         m.verifier = m.verifier or str(run.hf_model() or "")
+        cfg.task.name = cfg.task.name or run.task() or ""
+    if not cfg.task.name:
+        raise ConfigError("task.name is required (or models.from_run naming a run dir that records its task)")
     if not m.policy:
         raise ConfigError("models.policy is required (or models.from_run naming a train_genrm run dir)")
     served_elsewhere = bool(cfg.reward.url or cfg.reward.app_name)
@@ -230,7 +232,8 @@ def serve_config(cfg: GRPOConfig):
 
     if not Path(cfg.reward.serve_config).is_file():
         raise ConfigError(f"reward.serve_config: no such file {cfg.reward.serve_config}")
-    serve = load_serve_config(cfg.reward.serve_config, [f"checkpoint={cfg.models.verifier}", *cfg.reward.serve_overrides])
+    serve = load_serve_config(cfg.reward.serve_config, [f"checkpoint={cfg.models.verifier}", f"scoring.task={cfg.task.name}",
+                                                        *cfg.reward.serve_overrides])
     serve.scoring.cot = dataclasses.replace(cfg.reward.cot)
     if cfg.refresh.every > 0:  # the replicas follow the refreshed verifier's weights
         from genrm_ray.rl.refresh import NAMESPACE, trainer_name
