@@ -47,7 +47,7 @@ from genrm_ray.config import ConfigError, load_config
 from genrm_ray.runs import RunDir
 
 REPO = Path(__file__).resolve().parent.parent
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "experiments").glob("*/README.md"))]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "experiments").rglob("README.md"))]
 # Config files whose header comments are checked as commands too (each comment line, as if in a code block).
 # The GPU templates' headers are being rewritten with their paths as overrides; they join once that lands.
 NOT_YET_CHECKED = {"configs/serve/gpu.yaml"}
