@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from genrm_ray.config import ConfigError, load_config
 from genrm_ray.models.pretrained import BaseModelError, resolve_base_model
@@ -41,8 +41,9 @@ class TaskConfig:
 
 @dataclass
 class RewardConfig:
-    # A name in genrm_ray.rl.rewards.REWARD_SOURCES (the registry the RewardActor builds from).
-    source: Literal["genrm_cot", "genrm_direct", "discriminative", "oracle"] = "genrm_cot"
+    # A name in genrm_ray.rl.rewards.REWARD_SOURCES (the registry the RewardActor builds from), or a
+    # module:Class whose keyword parameters are its options (genrm_ray.rl.rewards.source_options).
+    source: str = "genrm_cot"
     # Where the GenRM is served (genrm_* sources), first match wins: url (an HTTP base URL; bearer token
     # from $GENRM_REWARD_TOKEN), app_name (a Serve app already running in this Ray cluster: handle
     # calls), else this job starts the app from serve_config over models.verifier and calls it by handle.
@@ -148,6 +149,12 @@ def check_grpo_config(cfg: GRPOConfig) -> None:
     to an HF dir, converting a GGUF once: that check, which loads a tokenizer and imports vLLM, runs
     last); ConfigError, RunDirError or BaseModelError naming the key. jobs/train_grpo.py passes it to
     genrm_ray.launch.load."""
+    from genrm_ray.rl.rewards import option_names
+
+    try:
+        option_names(cfg.reward.source)  # a registered name, or an importable module:Class
+    except ValueError as e:
+        raise ConfigError(f"reward.source: {e}") from None
     m = cfg.models
     if m.from_run:
         run = RunDir(Path(m.from_run))
