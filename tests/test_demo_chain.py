@@ -30,7 +30,11 @@ from tests.configs import HERE as TEST_CONFIGS
 
 REPO = Path(__file__).resolve().parents[1]
 # What a quiet console never shows: vLLM's INFO lines, Ray Data's progress logs, a traceback.
-NOISE = re.compile(r"^(?:\(\w+ pid=\d+\)\s*)?(?:INFO \d\d-\d\d |.*Running Dataset|Traceback )", re.MULTILINE)
+NOISE = re.compile(r"^(?:\S*\(\S+ pid=\d+\)\S*\s*)?(?:INFO \d\d-\d\d |.*Running Dataset|Traceback )", re.MULTILINE)
+# Still open: when a Ray Data worker's vLLM engine shuts down, Python 3.11's multiprocessing resource tracker
+# prints a KeyError traceback per shared-memory segment (unregistered twice: bpo-39959). Counted apart
+# so that any other traceback fails the test.
+SHM_TRACKER = re.compile(r"Traceback \(most recent call last\):\n(?:.*\n){0,6}?.*resource_tracker\.py.*\n(?:.*\n){0,3}?.*KeyError: '/psm_")
 
 
 def default_config(job: str) -> Path:
@@ -67,8 +71,10 @@ def run(job: str, *args: str, env: dict[str, str], timeout: float = 900) -> subp
     return proc
 
 
-def assert_quiet(proc: subprocess.CompletedProcess, last_line: str) -> None:
+def assert_quiet(proc: subprocess.CompletedProcess, last_line: str, shm_tracker_tracebacks: bool = False) -> None:
     out = proc.stdout + proc.stderr
+    if shm_tracker_tracebacks:
+        out = SHM_TRACKER.sub("", out)
     noise = [m.group(0) for m in NOISE.finditer(out)]
     assert not noise, f"{len(noise)} noisy line(s), e.g. {noise[:3]}\n{out[-6000:]}"
     assert proc.stdout.strip().splitlines()[-1].startswith(last_line), proc.stdout[-2000:]
@@ -93,7 +99,8 @@ def test_tiny_demo_then_eval_serve_and_grpo_on_its_run(ray_cluster, tmp_path):
                     f"models.genrm_direct={demo}", "problems.task=arithmetic", "problems.splits=[test]",
                     f"output_dir={tmp_path / 'eval'}", env=env)
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
-    assert "GenRM" in json.dumps(results) and "Traceback" not in evaluated.stdout + evaluated.stderr
+    assert [v["name"] for v in results["verifiers"]][0] == "GenRM"
+    assert_quiet(evaluated, "wall:", shm_tracker_tracebacks=True)
 
     # 3. Served under the task the run recorded (the shipped serve config names none).
     port, app = free_port(), "demo-chain"
