@@ -163,7 +163,8 @@ def policy_dir(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.mark.parametrize("override, message", [
-    ("reward.source=magic", "'reward.source' must be one of ['genrm_cot', 'genrm_direct', 'discriminative', 'oracle']"),
+    ("reward.source=magic",
+     "reward.source: unknown reward source 'magic'; known: ['discriminative', 'genrm_cot', 'genrm_direct', 'oracle'], or module:Class"),
     ("train.deepspeed.zero_stage=1", "'train.deepspeed.zero_stage' must be one of [2, 3], got 1"),
     ("train.placement_timeout_s=0", "train.placement_timeout_s must be > 0"),
     ("task.eval_split=test", "task.eval_split=test is reserved for Best-of-N"),
