@@ -5,7 +5,7 @@
 
 (1) ``--clients`` clients post ``--requests`` requests (8 items each, direct p(Yes), cache off): no failures,
 one reward per item, p50/p99 latency, rewards/s; the app autoscales 1 -> 2 replicas meanwhile
-(configs/serve_test.yaml: upscale after 2 s over 2 ongoing requests per replica).
+(tests/configs/serve_test.yaml: upscale after 2 s over 2 ongoing requests per replica).
 (2) Under a second load, one replica is killed; clients retry as documented (docs/serving.md);
 Serve replaces the replica: recovery time = kill -> 2 replicas running again.
 (3) After the load, the app scales back to 1 replica (downscale delay 8 s).
@@ -35,7 +35,7 @@ def main() -> None:
     from genrm_ray.serving.loadtest import kill_one_replica, run_load, running_replicas, wait_for_replicas
 
     start_ray()
-    cfg = load_serve_config(REPO / "configs" / "serve_test.yaml", [f"checkpoint={checkpoint(args.checkpoint)}",
+    cfg = load_serve_config(REPO / "tests" / "configs" / "serve_test.yaml", [f"checkpoint={checkpoint(args.checkpoint)}",
                                                                      "scoring.cache_size=0"])  # every item hits the engine
     url, _ = deploy(cfg)
     app, dep = cfg.http.app_name, cfg.deployment.name
@@ -88,7 +88,7 @@ def main() -> None:
     downscale_s = wait_for_replicas(app, dep, 1, timeout_s=300)
     print(f"back to 1 replica {downscale_s:.1f} s after the load stopped", flush=True)
 
-    out = {"config": "configs/serve_test.yaml", "clients": args.clients, "load": load.to_dict(),
+    out = {"config": "tests/configs/serve_test.yaml", "clients": args.clients, "load": load.to_dict(),
            "replicas_seen": seen[::4], "upscale_to_2_after_s": upscale_at,
            "kill": {"replica": killed, "recovery_s": round(recovery_s, 1), "load": kill_load.to_dict()},
            "downscale_to_1_after_s": round(downscale_s, 1)}

@@ -2,7 +2,7 @@
 """Scaling curves of the reward path: rewards/s and p99 latency against concurrent clients (direct
 p(Yes) over HTTP, one replica), and rewards/s and latency against K (GenRM-CoT, the engine in-process).
 
-    python benchmarks/serve_scaling.py --checkpoint DIR --config configs/serve_cpu.yaml --set scoring.task=arithmetic \\
+    python benchmarks/serve_scaling.py --checkpoint DIR --config configs/serve/cpu.yaml --set scoring.task=arithmetic \\
         --set engine.extra.cpu_threads_bind=all --out benchmarks/results/serve_scaling_smollm2.json
     python benchmarks/serve_scaling.py --quick --out /tmp/scaling.json      # tiny model, small sizes
 
@@ -56,7 +56,7 @@ def plot(results: dict, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", help="GenRM run dir or HF export (default: a tiny random-init model)")
-    p.add_argument("--config", default=str(REPO / "configs" / "serve_test.yaml"), help="serve config")
+    p.add_argument("--config", default=str(REPO / "tests" / "configs" / "serve_test.yaml"), help="serve config")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="serve config override")
     p.add_argument("--clients", default="1,2,4,8,16,32")
     p.add_argument("--requests-per-client", type=int, default=2)

@@ -4,7 +4,7 @@ the effect of n=K prefix sharing, of in-request dedup and of the reward cache. O
 machine, one model.
 
     python benchmarks/serve_throughput.py [--checkpoint DIR] [--requests 200] [--concurrency 16] [--items 32]
-    python benchmarks/serve_throughput.py --checkpoint runs/demo --config configs/serve_cpu.yaml \\
+    python benchmarks/serve_throughput.py --checkpoint runs/demo --config configs/serve/cpu.yaml \\
         --set scoring.task=arithmetic --smollm2-sizes --out benchmarks/results/serve_throughput_smollm2.json
     python benchmarks/serve_throughput.py --quick --out /tmp/q.json      # tiny model, a minute or two
 
@@ -82,7 +82,7 @@ QUICK_SIZES = dict(requests=4, concurrency=2, items=4, naive_items=4, cot_reques
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", help="GenRM run dir or HF export (default: a tiny random-init model)")
-    p.add_argument("--config", default=str(REPO / "configs" / "serve_test.yaml"), help="serve config")
+    p.add_argument("--config", default=str(REPO / "tests" / "configs" / "serve_test.yaml"), help="serve config")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="serve config override")
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--concurrency", type=int, default=16)

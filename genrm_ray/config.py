@@ -1,6 +1,6 @@
 """Typed configs: a YAML file plus ``key=value`` overrides into a tree of dataclasses.
 
-    cfg = load_config(GenRMJobConfig, "configs/test_tiny.yaml", ["genrm.train.lr=1e-3", "genrm.deepspeed.zero_stage=3"])
+    cfg = load_config(GenRMJobConfig, "tests/configs/test_tiny.yaml", ["genrm.train.lr=1e-3", "genrm.deepspeed.zero_stage=3"])
 
 Override values are parsed as YAML scalars (``1e-3`` -> float, ``true`` -> bool, ``null`` -> None,
 ``{CPU: 1}`` -> dict). Keys that do not exist and values of the wrong type fail at load time with the

@@ -1,4 +1,4 @@
-"""The GenRM training job's config (jobs/train_genrm.py, configs/genrm_*.yaml) and its checks.
+"""The GenRM training job's config (jobs/train_genrm.py, configs/train/*.yaml) and its checks.
 
     data   what the data stage builds: problems, the SFT'd policy, samples, D_verify / D_cot / D_correct
     genrm  the verifier's training run (genrm_ray.train.TrainConfig)

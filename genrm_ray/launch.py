@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from genrm_ray import env
+from genrm_ray import console, env
 
 env.configure(entry_point=True)  # before torch, vLLM, Ray or DeepSpeed are imported by the job
+console.configure()  # before ray.data is imported: its console shows warnings only
 
 from genrm_ray.config import load_config, to_dict  # noqa: E402
-from genrm_ray.env import connect_ray  # noqa: E402  (re-exported: jobs connect through here)
 
 T = TypeVar("T")
 
@@ -80,6 +81,18 @@ def run_dir(path: str, prefix: str, cfg: Any = None, config_name: str = "job_con
     if cfg is not None:
         (folder / config_name).write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
     return folder
+
+
+def connect_ray(address: str | None = "", log_dir: Path | None = None, **init_options) -> None:
+    """genrm_ray.env.connect_ray, with the vLLM engines' logs of this job in ``log_dir`` (its run dir) rather
+    than on the console: the variables go into this process's environment (a local cluster's workers
+    inherit it) and, joining a cluster by address from a plain driver, into the job's runtime_env."""
+    if log_dir is not None and (quiet := console.engine_log_env(log_dir)):
+        os.environ.update(quiet)
+        submitted = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ  # ray job submit: the runtime_env is the submitter's
+        if (address or os.environ.get("RAY_ADDRESS")) and not submitted and "runtime_env" not in init_options:
+            init_options["runtime_env"] = {"env_vars": quiet}
+    env.connect_ray(address, **init_options)
 
 
 __all__ = ["BAD_INPUT", "InputError", "connect_ray", "fail", "load", "parse_args", "run_dir"]

@@ -15,6 +15,7 @@ under ``<storage>/<run name>/`` in the layout above. The local run dir keeps the
 (config, plots, logs). A run in storage is named by its location, ``/mnt/shared/runs/<run>`` or
 ``s3://bucket/runs/<run>``, wherever a model path is taken; a process that loads weights from a URI
 copies the export into its own node's cache first (``local_model_dir``).
+A run folder also records its job's config (RUN_CONFIGS), and so the task it trained on (RunDir.task).
 """
 
 from __future__ import annotations
@@ -167,6 +168,10 @@ def require_hf_model_dir(path: Location, key: str) -> Location:
     return as_location(path) if is_uri(path) else Path(path)
 
 
+# The config a job writes into its run folder (genrm_ray.launch.run_dir), and where the task's name is in it.
+RUN_CONFIGS = {"job_config.json": ("data", "task", "name"), "grpo_config.json": ("task", "name")}
+
+
 @dataclass(frozen=True)
 class RunDir:
     path: Location
@@ -189,6 +194,36 @@ class RunDir:
         """The policy a GenRM training run used (summary.json's data.policy), or None."""
         policy = self.summary().get("data", {}).get("policy")
         return (policy if is_uri(policy) else Path(policy)) if policy else None
+
+    def task(self) -> str | None:
+        """The task the run trained on, as its job recorded it (RUN_CONFIGS in the run folder, or
+        summary.json's ``task``, which a run in storage carries), or None."""
+        for name, keys in RUN_CONFIGS.items():
+            if not is_file(join(self.path, name)):
+                continue
+            value: Any = json.loads(read_text(join(self.path, name)))
+            for key in keys:
+                value = value.get(key) if isinstance(value, dict) else None
+            if isinstance(value, str) and value:
+                return value
+        recorded = self.summary().get("task")
+        return recorded.get("name") if isinstance(recorded, dict) else None
+
+    @classmethod
+    def holding(cls, path: str | Path) -> RunDir:
+        """The run folder ``path`` belongs to: ``path`` itself, or the run one of whose EXPORTS it is."""
+        if is_uri(path):
+            text = str(path).rstrip("/")
+            for export in cls.EXPORTS:
+                if text.endswith("/" + export):
+                    return cls(text[: -len(export) - 1])
+            return cls(text)
+        p = Path(path).resolve()
+        for export in cls.EXPORTS:
+            depth = len(Path(export).parts)
+            if p.parts[-depth:] == Path(export).parts:
+                return cls(p.parents[depth - 1])
+        return cls(p)
 
     def is_genrm_run(self) -> bool:
         """A jobs/train_genrm.py run (a GRPO run's summary has no data section)."""

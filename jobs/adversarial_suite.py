@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The adversarial suite: how much reward each verifier gives responses written to fool it.
 
-    python jobs/adversarial_suite.py --config configs/adversarial_arithmetic.yaml
-    python jobs/adversarial_suite.py --config configs/adversarial_arithmetic.yaml verifiers.GenRM.path=runs/x
+    python jobs/adversarial_suite.py --config configs/adversarial/arithmetic_demo.yaml
+    python jobs/adversarial_suite.py --config configs/adversarial/arithmetic_demo.yaml verifiers.GenRM.path=runs/x
     python jobs/adversarial_suite.py --config configs/adversarial_served.yaml   # a served endpoint
 
 Recipe (genrm_ray.evaluation.adversarial): (1) the config (bad input stops here, exit code 2);
@@ -31,7 +31,7 @@ from genrm_ray import launch  # noqa: E402  (first: project caches + offline set
 from genrm_ray.config import to_dict  # noqa: E402
 from genrm_ray.evaluation import adversarial as suite  # noqa: E402
 
-DEFAULT_CONFIG = REPO / "configs" / "adversarial_arithmetic.yaml"
+DEFAULT_CONFIG = REPO / "configs" / "adversarial" / "arithmetic_demo.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:

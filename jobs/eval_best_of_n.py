@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Best-of-N evaluation of GenRM and its baselines on policy solution pools.
 
-    python jobs/eval_best_of_n.py --config configs/eval_last_letter_cpu.yaml models.policy=runs/x/...
-    python jobs/eval_best_of_n.py --config configs/eval_test.yaml --problems my_problems.jsonl
+    python jobs/eval_best_of_n.py --config experiments/last-letter-tiny/eval_last_letter_cpu.yaml models.policy=runs/x/...
+    python jobs/eval_best_of_n.py --config tests/configs/eval_test.yaml --problems my_problems.jsonl
     ray job submit --working-dir . -- python jobs/eval_best_of_n.py --config configs/<eval config>.yaml
 
 Recipe (genrm_ray.evaluation.run): (1) problems: the task's test and OOD splits and any --problems JSONL
@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 from genrm_ray import launch  # noqa: E402  (first: project caches + offline settings)
 from genrm_ray.evaluation.config import EvalConfig, check_config  # noqa: E402
 
-DEFAULT_CONFIG = REPO / "configs" / "eval_last_letter_cpu.yaml"
+DEFAULT_CONFIG = REPO / "configs" / "eval" / "arithmetic_demo.yaml"
 
 
 def add_problem_files(p) -> None:
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = launch.run_dir(cfg.output_dir, "eval")
     print(f"[eval] config {args.config}")
-    launch.connect_ray(cfg.ray_address)
+    launch.connect_ray(cfg.ray_address, log_dir=out)
     run_evaluation(cfg, out, sets)
     return 0
 

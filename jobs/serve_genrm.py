@@ -2,7 +2,7 @@
 """Serve a trained GenRM checkpoint as a reward endpoint (Ray Serve + vLLM), until Ctrl-C / SIGTERM.
 
     python jobs/serve_genrm.py --checkpoint runs/<run>                # a training run dir, or its HF export
-    python jobs/serve_genrm.py --checkpoint DIR --config configs/serve_gpu.yaml deployment.max_replicas=4
+    python jobs/serve_genrm.py --checkpoint DIR --config configs/serve/gpu.yaml deployment.max_replicas=4
     RAY_ADDRESS=<head>:6379 python jobs/serve_genrm.py --checkpoint DIR     # on a running cluster
 
 Routes (docs/serving.md): POST /v1/rewards, POST /get_reward (OpenRLHF), GET /healthz, GET /v1/models.
@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 from genrm_ray import launch  # noqa: E402  (first: project caches + offline settings)
 from genrm_ray.serving.config import load_serve_config  # noqa: E402
 
-DEFAULT_CONFIG = REPO / "configs" / "serve_cpu.yaml"
+DEFAULT_CONFIG = REPO / "configs" / "serve" / "cpu.yaml"
 
 
 def add_arguments(p) -> None:

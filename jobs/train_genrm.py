@@ -2,7 +2,7 @@
 """Train a Generative Verifier (GenRM) with Ray Train + DeepSpeed ZeRO, then score it on held-out pairs.
 
     python jobs/train_genrm.py                                   # the embedded default (make demo; README: its time)
-    python jobs/train_genrm.py --config configs/test_tiny.yaml genrm.train.max_steps=5
+    python jobs/train_genrm.py --config tests/configs/test_tiny.yaml genrm.train.max_steps=5
     ray job submit --working-dir . -- python jobs/train_genrm.py --config configs/<gpu config>.yaml
 
 Recipe: (1) build or reuse the data (problems, SFT'd policy, Ray Data + vLLM policy samples,
@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 from genrm_ray import launch  # noqa: E402  (first: project caches + offline settings)
 from genrm_ray.genrm_job import GenRMJobConfig, best_of_n_config, check_inputs  # noqa: E402
 
-DEFAULT_CONFIG = REPO / "configs" / "genrm_arithmetic_cpu.yaml"
+DEFAULT_CONFIG = REPO / "configs" / "train" / "arithmetic_smollm2_demo.yaml"
 
 
 def plot_losses(curves: dict[str, list[float]], path: Path, title: str) -> None:
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from genrm_ray.evaluation.heldout import SCORES_FILE, evaluate_verifier
     from genrm_ray.train.loop import run_training
 
-    launch.connect_ray(cfg.ray_address)
+    launch.connect_ray(cfg.ray_address, log_dir=run_dir)
 
     # 1. Data.
     t = time.perf_counter()
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint": result.checkpoint,
         "loss_curve_png": str(run_dir / "loss_curve.png"),
         "data": data_info,
+        "task": {"name": cfg.data.task.name, "options": cfg.data.task.options},  # what serving and GRPO take
         "wall_s": {"data": round(data_s, 1), "train": round(train_s, 1), "eval": round(eval_s, 1),
                    "total": round(time.perf_counter() - t_start, 1)},
     }

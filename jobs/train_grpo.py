@@ -3,7 +3,7 @@
 
     python jobs/train_grpo.py                 # embedded default: needs runs/ll-cot (the command heads its config)
     python jobs/train_grpo.py reward.source=oracle run_dir=runs/grpo-oracle
-    python jobs/train_grpo.py --config configs/grpo_test.yaml
+    python jobs/train_grpo.py --config tests/configs/grpo_test.yaml
     ray job submit --working-dir . -- python jobs/train_grpo.py --config configs/<config>.yaml
 
 Recipe: (1) the config (genrm_ray.rl.config; bad input stops the job here, exit code 2); (2) start, in
@@ -45,7 +45,7 @@ from genrm_ray.rl.config import GRPOConfig, check_grpo_config  # noqa: E402
 if TYPE_CHECKING:
     from genrm_ray.rl.step import GRPOActors
 
-DEFAULT_CONFIG = REPO / "configs" / "grpo_last_letter_cpu.yaml"
+DEFAULT_CONFIG = REPO / "configs" / "grpo" / "arithmetic_demo.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from genrm_ray.run_logger import RunLogger
     from genrm_ray.tasks import get_task
 
-    launch.connect_ray(cfg.ray_address)
+    launch.connect_ray(cfg.ray_address, log_dir=run_dir)
     task = get_task(cfg.task.name, cfg.task.options)
     train_problems = task.generate("train", cfg.task.n_train, seed=cfg.task.seed)
     eval_problems = task.generate(cfg.task.eval_split, cfg.task.n_eval, seed=cfg.task.seed)

@@ -133,7 +133,7 @@ def test_a_gpu_config_on_a_machine_without_a_hub_stops_before_ray_naming_the_set
     from tests.fixtures.data import GSM8K_HEAD
 
     env = {k: v for k, v in os.environ.items() if k not in ("GENRM_HUB", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    proc = subprocess.run([sys.executable, "jobs/train_genrm.py", "--config", "configs/genrm_1p5b_zero2_1x8gpu.yaml",
+    proc = subprocess.run([sys.executable, "jobs/train_genrm.py", "--config", "configs/train/genrm_1p5b_zero2_1x8gpu.yaml",
                            f"data.task.file={GSM8K_HEAD}", "data.task.n_train=150", "data.task.n_heldout=50",
                            f"data.cache_dir={tmp_path / 'data'}", f"storage={tmp_path / 'shared'}", f"run_dir={tmp_path / 'run'}"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

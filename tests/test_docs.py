@@ -4,7 +4,7 @@ no Ray, vLLM or DeepSpeed; the config classes load with torch + transformers onl
 Rules (each failure names file:line and what is wrong):
 
 1. Scripts: every ``python X.py`` names a file in the repository, every ``python -m M`` a module in it.
-2. Config files: every ``configs/....yaml`` / ``.yml`` (and every ``--config`` value of a job command) names a file
+2. Config files: every ``configs/[<job>/]....yaml`` / ``.yml`` (and every ``--config`` value of a job command) names a file
    in the repository. A ``*`` must match at least one file; a ``<...>`` placeholder
    (``configs/<config>.yaml``) stands for any file. Nothing else is excused: a typo'd name fails.
 3. Checkpoints: every ``--checkpoint`` (or ``checkpoint=``) of ``jobs/serve_genrm.py`` is a
@@ -21,7 +21,7 @@ Rules (each failure names file:line and what is wrong):
    ``--remote_rm_url``, ...) uses a path the shipped configs' ``route_prefix`` serves: the bare base
    URL or prefix + a route of genrm_ray/serving/app.py (or FastAPI's /openapi.json, /docs).
 6. Repository paths and names: every ``genrm_ray/...``, ``actors/...``, ``jobs/...``, ``tests/...``,
-   ``benchmarks/...``, ``requirements/...``, ``docs/...`` path and every relative Markdown link exists;
+   ``benchmarks/...``, ``requirements/...``, ``docs/...``, ``experiments/...`` path and every relative Markdown link exists;
    every dotted ``genrm_ray.x.y[.Name[.attr]]`` / ``actors.x.Name`` names a module file and, after it,
    a name defined (or imported) at that module's top level, or an attribute of that class.
 """
@@ -47,7 +47,11 @@ from genrm_ray.config import ConfigError, load_config
 from genrm_ray.runs import RunDir
 
 REPO = Path(__file__).resolve().parent.parent
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "experiments").rglob("README.md"))]
+# Config files whose header comments are checked as commands too (each comment line, as if in a code block).
+NOT_YET_CHECKED: set[str] = set()  # a config listed here is left out while its header is rewritten
+CONFIG_FILES = [p for p in [*sorted((REPO / "configs").rglob("*.yaml")), *sorted((REPO / "experiments").rglob("*.yaml"))]
+                if p.relative_to(REPO).as_posix() not in NOT_YET_CHECKED]
 
 # Each job's config class: what its key=value overrides must load into.
 JOB_CONFIGS = {
@@ -97,7 +101,7 @@ def doc_lines() -> list[Line]:
 
 
 # Files whose leading comment block is read like the docs: the commands and paths a user copies from them.
-HEADER_FILES = [REPO / "cluster.yaml", *sorted((REPO / "configs").glob("*.yaml"))]
+HEADER_FILES = [REPO / "cluster.yaml"]  # the configs' comments are read by config_comment_lines
 
 
 def header_lines(path: Path) -> list[Line]:
@@ -109,6 +113,17 @@ def header_lines(path: Path) -> list[Line]:
         header.append(raw[1:].removeprefix(" "))
     block = lines_of(path.relative_to(REPO).as_posix(), "```\n" + "\n".join(header) + "\n```")
     return [dataclasses.replace(line, number=line.number - 1) for line in block]  # the opening ``` is line 1
+
+
+def config_comment_lines() -> list[Line]:
+    """The whole-line comments of every shipped config, as code lines (a command may continue with \\)."""
+    out = []
+    for path in CONFIG_FILES:
+        kept = [re.sub(r"^\s*#\s?", "", raw) if raw.lstrip().startswith("#") else "" for raw in path.read_text().splitlines()]
+        # Wrapped in a code fence: line numbers shift by one, which the fence's own line takes back.
+        lines = lines_of(path.relative_to(REPO).as_posix(), "```\n" + "\n".join(kept) + "\n```")
+        out += [dataclasses.replace(line, number=line.number - 1) for line in lines if line.text.strip()]
+    return out
 
 
 def where(line: Line) -> str:
@@ -310,7 +325,7 @@ def check_config_mentions(lines: list[Line]) -> list[str]:
     problems = []
     for line in lines:
         text = PLACEHOLDER.sub(lambda p: p.group(0).replace(" ", "_"), line.text)
-        for m in re.finditer(r"(?<![\w/.-])configs/[\w.*<>-]*\.ya?ml\b", text):
+        for m in re.finditer(r"(?<![\w/.-])configs/[\w.*<>/-]*\.ya?ml\b", text):
             if p := config_file_problem(m.group(0)):
                 problems.append(f"{where(line)}: {p}")
     return problems
@@ -326,7 +341,7 @@ def served_routes() -> tuple[set[int], set[str]]:
     routes = re.findall(r"""@api\.(?:get|post)\(\s*["']([^"']+)["']""", (REPO / "genrm_ray/serving/app.py").read_text())
     assert routes, "no routes found in genrm_ray/serving/app.py (the @api.get / @api.post decorators)"
     ports, prefixes = set(), set()
-    for path in sorted((REPO / "configs").glob("serve_*.yaml")):
+    for path in sorted((REPO / "configs" / "serve").glob("*.yaml")):
         raw = yaml.safe_load(path.read_text())
         if "applications" in raw:  # a Ray Serve config file
             ports.add(raw.get("http_options", {}).get("port", 8000))
@@ -421,7 +436,7 @@ def dotted_problem(dotted: str) -> str | None:
     return None
 
 
-REPO_PATH = re.compile(r"(?<![\w/.-])(?:genrm_ray|actors|jobs|tests|benchmarks|requirements|docs)/[\w./*<>-]*")
+REPO_PATH = re.compile(r"(?<![\w/.-])(?:genrm_ray|actors|jobs|tests|benchmarks|requirements|docs|experiments)/[\w./*<>-]*")
 DOTTED = re.compile(r"(?<![\w/.-])(?:genrm_ray|actors)(?:\.\w+)+(?::\w+)?")
 
 
@@ -455,7 +470,7 @@ def report(problems: list[str]) -> str:
 
 @pytest.fixture(scope="module")
 def lines() -> list[Line]:
-    return doc_lines()
+    return doc_lines() + config_comment_lines()
 
 
 @pytest.fixture(scope="module")
@@ -527,7 +542,8 @@ def _problems(text: str) -> list[str]:
 
 
 @pytest.mark.parametrize("text", [
-    "```\npython jobs/train_genrm.py --config configs/test_tiny.yaml genrm.train.lr=1e-3 run_dir=runs/x\n```",
+    "```\npython jobs/train_genrm.py --config tests/configs/test_tiny.yaml genrm.train.lr=1e-3 run_dir=runs/x\n```",
+    "```\npython jobs/serve_genrm.py --checkpoint runs/demo --config configs/serve/gpu.yaml\n```",
     "```\npython jobs/serve_genrm.py --checkpoint runs/<run>   # a run dir\n```",
     "Serve it (`python jobs/serve_genrm.py --checkpoint runs/ll-cot/genrm/hf_model`), then",
     "```\nray job submit --working-dir . -- python jobs/eval_best_of_n.py --config configs/<eval config>.yaml\n```",
@@ -544,7 +560,9 @@ def test_good_lines_pass(text):
 @pytest.mark.parametrize("text, expected", [
     ("`python jobs/train_genrm.py --config configs/genrm_last_leter_cpu.yaml`", "genrm_last_leter_cpu.yaml: no such file"),
     ("the default is configs/grpo_last_letter.yaml", "configs/grpo_last_letter.yaml: no such file"),
-    ("see configs/serve_cpu.yml", "configs/serve_cpu.yml: no such file"),
+    ("see configs/serve/cpu.yml", "configs/serve/cpu.yml: no such file"),
+    ("see configs/serve/cpu_big.yaml", "configs/serve/cpu_big.yaml: no such file"),
+    ("the study's experiments/arithmetic/genrm.yaml", "experiments/arithmetic/genrm.yaml: no such file"),
     ("```\npython jobs/serve_genrm.py --checkpoint runs/<run>/genrm\n```", "'genrm' is not a model export"),
     ("```\npython jobs/serve_genrm.py --checkpoint models/x\n```", "neither a repository path"),
     ("```\npython jobs/train_grpo.py train.zero_stage=3\n```", "GRPOConfig has no such key"),

@@ -85,18 +85,18 @@ def test_score_suite_rejects_a_verifier_that_drops_responses():
 ])
 def test_bad_suite_config_names_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
-        cfg = load_config(suite.SuiteConfig, REPO / "configs" / "adversarial_arithmetic.yaml", overrides)
+        cfg = load_config(suite.SuiteConfig, REPO / "configs" / "adversarial" / "arithmetic_demo.yaml", overrides)
         if overrides == ["verifiers={}"]:
             cfg.verifiers = {}
         suite.check_suite_config(cfg)
 
 
 def test_named_sections_merge_entry_by_entry():
-    cfg = load_config(suite.SuiteConfig, REPO / "configs" / "adversarial_arithmetic.yaml",
+    cfg = load_config(suite.SuiteConfig, REPO / "configs" / "adversarial" / "arithmetic_demo.yaml",
                       ["verifiers.GenRM.path=runs/other", "verifiers.CoT={kind: genrm_cot, path: runs/cot}"])
     assert cfg.verifiers["GenRM"].path == "runs/other" and cfg.verifiers["GenRM"].kind == "genrm_direct"
     assert cfg.verifiers["CoT"].kind == "genrm_cot" and "LLM-as-a-Judge" in cfg.verifiers
-    dropped = load_config(suite.SuiteConfig, REPO / "configs" / "adversarial_arithmetic.yaml", ["verifiers.LLM-as-a-Judge=null"])
+    dropped = load_config(suite.SuiteConfig, REPO / "configs" / "adversarial" / "arithmetic_demo.yaml", ["verifiers.LLM-as-a-Judge=null"])
     assert list(dropped.verifiers) == ["GenRM"]
     with pytest.raises(ConfigError, match="unknown config key 'verifiers.GenRM.pth'"):
         load_config(suite.SuiteConfig, None, ["verifiers.GenRM={kind: judge}", "verifiers.GenRM.pth=x"])

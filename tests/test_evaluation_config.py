@@ -12,11 +12,12 @@ import pytest
 from genrm_ray.config import ConfigError, load_config
 from genrm_ray.evaluation.config import EvalConfig, EvalInputError, check_config
 from genrm_ray.evaluation.pools import verifier_specs
+from tests.configs import shipped
 from tests.fixtures.data import GSM8K_HEAD
 
 REPO = Path(__file__).resolve().parent.parent
 JOB = REPO / "jobs" / "eval_best_of_n.py"
-TEST_CONFIG = REPO / "configs" / "eval_test.yaml"
+TEST_CONFIG = REPO / "tests" / "configs" / "eval_test.yaml"
 
 
 def run_job(*args: str) -> subprocess.CompletedProcess:
@@ -50,7 +51,7 @@ def test_config_checks_name_the_key(tiny_model_dir, tmp_path):
         verifier_specs(cfg(f"models.genrm_direct={tiny_model_dir}", f"models.extra_direct={{GenRM: {tiny_model_dir}}}"))
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("eval_*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", shipped("eval"), ids=lambda p: p.name)
 def test_every_eval_config_loads_and_is_consistent(path, tiny_model_dir):
     cfg = load_config(EvalConfig, path, [f"models.policy={tiny_model_dir}"])
     # Model dirs and problem files name paths on the machines the config is for: swap in local ones.

@@ -16,7 +16,7 @@ from genrm_ray.tasks import get_task
 
 REPO = Path(__file__).resolve().parent.parent
 JOB = REPO / "jobs" / "eval_best_of_n.py"
-TEST_CONFIG = REPO / "configs" / "eval_test.yaml"
+TEST_CONFIG = REPO / "tests" / "configs" / "eval_test.yaml"
 
 
 @pytest.mark.integration

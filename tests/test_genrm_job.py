@@ -17,12 +17,12 @@ from genrm_ray.config import ConfigError, load_config
 from genrm_ray.data.build import cache_key
 from genrm_ray.genrm_job import GenRMJobConfig
 from genrm_ray.train.config import check_train_config
+from tests.configs import shipped
 
 REPO = Path(__file__).resolve().parent.parent
 JOB = REPO / "jobs" / "train_genrm.py"
-# The training job's configs (configs/ also holds eval_* and serve_* files, read by other jobs and
-# tested with their own config classes).
-CONFIGS = sorted((REPO / "configs").glob("genrm_*.yaml")) + [REPO / "configs" / "test_tiny.yaml"]
+# The training job's configs: its entry points (configs/train/), the studies' (experiments/) and the tests'.
+CONFIGS = shipped("train") + [REPO / "tests" / "configs" / "test_tiny.yaml"]
 # What a job package must never carry: the venv (GBs), caches, earlier runs, git objects.
 EXCLUDES = [".venv", ".cache", "runs", ".git", "wandb", "benchmarks/results", "**/__pycache__"]
 
@@ -32,7 +32,7 @@ EXCLUDES = [".venv", ".cache", "runs", ".git", "wandb", "benchmarks/results", "*
 
 def test_expected_config_files_exist():
     names = {p.name for p in CONFIGS}
-    assert {"genrm_last_letter_cpu.yaml", "test_tiny.yaml"} <= names
+    assert {"arithmetic_smollm2_demo.yaml", "test_tiny.yaml"} <= names
     assert any("gpu" in n and "zero3" in n for n in names) and any("gpu" in n and "zero2" in n for n in names)
 
 
@@ -54,10 +54,10 @@ def test_every_config_file_loads_and_validates(path):
 
 
 def test_data_cache_key_ignores_genrm_and_logging_but_not_data_settings():
-    base = load_config(GenRMJobConfig, REPO / "configs" / "test_tiny.yaml")
-    other_genrm = load_config(GenRMJobConfig, REPO / "configs" / "test_tiny.yaml",
+    base = load_config(GenRMJobConfig, REPO / "tests" / "configs" / "test_tiny.yaml")
+    other_genrm = load_config(GenRMJobConfig, REPO / "tests" / "configs" / "test_tiny.yaml",
                               ["genrm.train.lr=0.5", "data.policy.train.logging.progress_bar=true", "data.cache_dir=/x"])
-    more_problems = load_config(GenRMJobConfig, REPO / "configs" / "test_tiny.yaml", ["data.task.n_train=25"])
+    more_problems = load_config(GenRMJobConfig, REPO / "tests" / "configs" / "test_tiny.yaml", ["data.task.n_train=25"])
     assert cache_key(base.data) == cache_key(other_genrm.data)
     assert cache_key(base.data) != cache_key(more_problems.data)
 
@@ -97,7 +97,7 @@ def _bad_gsm8k_file(tmp_path: Path) -> Path:
                                   "rationale_format", "bad_problems_file", "no_problems_file"])
 def test_bad_input_exits_nonzero_with_clear_message_before_training(case, tmp_path):
     run_dir = tmp_path / "run"
-    tiny = ["--config", str(REPO / "configs" / "test_tiny.yaml"), f"run_dir={run_dir}"]
+    tiny = ["--config", str(REPO / "tests" / "configs" / "test_tiny.yaml"), f"run_dir={run_dir}"]
     args, expected = {
         "missing_config": (["--config", str(tmp_path / "nope.yaml")], f"--config: no such file {tmp_path / 'nope.yaml'}"),
         "unknown_key": (tiny + ["genrm.train.learning_rate=1e-3"], "unknown config key 'genrm.train.learning_rate'"),
@@ -127,7 +127,7 @@ def test_bad_input_exits_nonzero_with_clear_message_before_training(case, tmp_pa
 def test_given_dataset_without_heldout_set_is_rejected(tmp_path):
     good = tmp_path / "verify.jsonl"
     good.write_text(_bad_sft_file(tmp_path).read_text().splitlines()[0] + "\n")
-    proc = _run_job("--config", str(REPO / "configs" / "test_tiny.yaml"), f"genrm.data.verify_direct={good}",
+    proc = _run_job("--config", str(REPO / "tests" / "configs" / "test_tiny.yaml"), f"genrm.data.verify_direct={good}",
                     "genrm.objective.lambda_correct=0")
     assert proc.returncode == 2
     assert "also set: eval.heldout, genrm.model.path" in proc.stderr
@@ -149,7 +149,7 @@ def _submit_and_wait(ray_cluster, *job_args: str) -> str:
     client = JobSubmissionClient(ray_cluster.dashboard_url)
     job_id = client.submit_job(
         # The venv's interpreter: the cluster was started from it, and `python` may be another one.
-        entrypoint=f"{sys.executable} jobs/train_genrm.py --config configs/test_tiny.yaml " + " ".join(job_args),
+        entrypoint=f"{sys.executable} jobs/train_genrm.py --config tests/configs/test_tiny.yaml " + " ".join(job_args),
         runtime_env={"working_dir": str(REPO), "excludes": EXCLUDES},
     )
     deadline = time.monotonic() + 480

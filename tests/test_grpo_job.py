@@ -19,15 +19,16 @@ from genrm_ray.config import ConfigError
 from genrm_ray.rl.compare import REEVALUATED_FILE, evaluate_run_exports, read_heldout
 from genrm_ray.rl.config import load_grpo_config
 from genrm_ray.rl.step import HELDOUT_FILE
+from tests.configs import shipped
 
 REPO = Path(__file__).resolve().parents[1]
 JOB = REPO / "jobs" / "train_grpo.py"
-TEST_CONFIG = str(REPO / "configs" / "grpo_test.yaml")
-SERVE_TEST_CONFIG = str(REPO / "configs" / "serve_test.yaml")
+TEST_CONFIG = str(REPO / "tests" / "configs" / "grpo_test.yaml")
+SERVE_TEST_CONFIG = str(REPO / "tests" / "configs" / "serve_test.yaml")
 
 
 def run_job(args: list[str], env: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
-    """``python jobs/train_grpo.py --config configs/grpo_test.yaml *args`` from the repo root."""
+    """``python jobs/train_grpo.py --config tests/configs/grpo_test.yaml *args`` from the repo root."""
     return subprocess.run([sys.executable, str(JOB), "--config", TEST_CONFIG, *args], cwd=REPO,
                           env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout)
 
@@ -162,7 +163,8 @@ def policy_dir(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.mark.parametrize("override, message", [
-    ("reward.source=magic", "'reward.source' must be one of ['genrm_cot', 'genrm_direct', 'discriminative', 'oracle']"),
+    ("reward.source=magic",
+     "reward.source: unknown reward source 'magic'; known: ['discriminative', 'genrm_cot', 'genrm_direct', 'oracle'], or module:Class"),
     ("train.deepspeed.zero_stage=1", "'train.deepspeed.zero_stage' must be one of [2, 3], got 1"),
     ("train.placement_timeout_s=0", "train.placement_timeout_s must be > 0"),
     ("task.eval_split=test", "task.eval_split=test is reserved for Best-of-N"),
@@ -194,7 +196,7 @@ def test_the_job_exits_2_on_bad_config_before_ray(policy_dir, tmp_path):
     assert "[grpo]" not in proc.stdout and "[ray]" not in proc.stdout and not run_dir.exists()  # stopped at the config
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("grpo_*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", shipped("grpo"), ids=lambda p: p.name)
 def test_every_grpo_config_file_loads(path):
     from genrm_ray.config import load_config
     from genrm_ray.rl.config import GRPOConfig

@@ -173,7 +173,7 @@ def trained(two_nodes, tmp_path_factory):
     model = create_tiny_model(shared / "models" / "tiny", size="tiny")
     run_dir = two_nodes.scratch["node_a"] / "runs" / "genrm-mn"  # the driver's local run dir, on the head
     t0 = time.perf_counter()
-    _job(two_nodes, "jobs/train_genrm.py", "--config", "configs/test_tiny.yaml", f"run_dir={run_dir}", f"storage={shared / 'runs'}",
+    _job(two_nodes, "jobs/train_genrm.py", "--config", "tests/configs/test_tiny.yaml", f"run_dir={run_dir}", f"storage={shared / 'runs'}",
          f"genrm.model.path={model}", f"genrm.data.verify_direct={files['verify_direct']}", f"genrm.data.correct={files['correct']}",
          f"eval.heldout={files['verify_direct']}", "genrm.train.max_steps=2", "genrm.deepspeed.zero_stage=2",
          "genrm.data.max_length=512", "genrm.scaling.resources_per_worker={CPU: 1, train_slot: 1}", f"ray_address={two_nodes.address}")
@@ -208,7 +208,7 @@ def served(two_nodes, trained):
     two_nodes.empty_scratch()  # training's local files are gone: serving has the storage only
     port = free_port()
     log = open(two_nodes.storage.parent / "serve.log", "w")  # beside the nodes' folders, not in a scratch dir
-    proc = subprocess.Popen([sys.executable, "jobs/serve_genrm.py", "--config", "configs/serve_test.yaml",
+    proc = subprocess.Popen([sys.executable, "jobs/serve_genrm.py", "--config", "tests/configs/serve_test.yaml",
                              "--checkpoint", str(trained["run"]), "deployment.resources={node_b: 1}", "deployment.max_replicas=1",
                              "http.app_name=genrm-mn", f"http.port={port}", "http.auth_token_env=", "http.route_prefix=/"],
                             cwd=REPO, env=two_nodes.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -255,7 +255,7 @@ def test_a_grpo_step_places_its_actors_across_the_nodes(two_nodes, trained, serv
     shared = two_nodes.storage
     run_dir = two_nodes.scratch["node_a"] / "runs" / "grpo-mn"
     t0 = time.perf_counter()
-    _job(two_nodes, "jobs/train_grpo.py", "--config", "configs/grpo_test.yaml", f"run_dir={run_dir}", f"storage={shared / 'runs'}",
+    _job(two_nodes, "jobs/train_grpo.py", "--config", "tests/configs/grpo_test.yaml", f"run_dir={run_dir}", f"storage={shared / 'runs'}",
          f"models.from_run={trained['run']}", f"models.policy={trained['model']}", "reward.source=genrm_direct",
          f"reward.app_name={served['app']}", "train.steps=1", "eval.every=1", "task.n_eval=2", "checkpoint_every=1",
          "train.resources_per_worker={CPU: 0.25, node_b: 0.1}", "rollout.num_cpus=1.5", "train.placement_timeout_s=300",

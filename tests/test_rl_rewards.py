@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import typing
 
 import pytest
 
@@ -20,8 +19,15 @@ from genrm_ray.tasks import get_task
 TASK = "last_letter"
 
 
-def test_registry_names_are_the_config_values():
-    assert sorted(REWARD_SOURCES) == sorted(typing.get_args(typing.get_type_hints(RewardConfig)["source"]))
+def test_the_registry_is_what_a_grpo_config_may_name():
+    from genrm_ray.config import ConfigError
+    from genrm_ray.rl.config import check_grpo_config
+
+    for name in [*REWARD_SOURCES, f"{__name__}:LengthSource"]:  # past the source check: the next one fails
+        with pytest.raises(ConfigError, match="models.policy is required"):
+            check_grpo_config(_cfg(name))
+    with pytest.raises(ConfigError, match="reward.source: unknown reward source 'genrm_votes'; known: .*genrm_cot"):
+        check_grpo_config(_cfg("genrm_votes"))
 
 
 def test_unknown_name_lists_the_known_ones():
@@ -90,6 +96,7 @@ def test_oracle_grades_against_the_labels():
 
 def _cfg(source: str, **reward) -> GRPOConfig:
     cfg = GRPOConfig()
+    cfg.task.name = TASK
     cfg.reward = RewardConfig(source=source, **reward)
     cfg.models.verifier = "/models/verifier"
     return cfg
@@ -99,7 +106,8 @@ def test_source_options_from_a_grpo_config(monkeypatch):
     monkeypatch.setenv("GENRM_REWARD_TOKEN", "secret")
     cases = {
         "oracle": (_cfg("oracle"), {"task": TASK}),
-        "discriminative": (_cfg("discriminative"), {"model_dir": "/models/verifier", "task": TASK}),
+        "discriminative": (_cfg("discriminative"), {"model_dir": "/models/verifier", "task": TASK, "batch_size": 64}),
+        "module:Class": (_cfg(f"{__name__}:LengthSource"), {"task": TASK}),
         "cot by url": (_cfg("genrm_cot", url="http://head:8000/genrm", retries=1),
                        {"task": TASK, "batch_size": 64, "retries": 1, "k": 4, "adaptive": False,
                         "url": "http://head:8000/genrm", "token": "secret"}),  # the driver's token
@@ -116,3 +124,24 @@ def test_source_options_from_a_grpo_config(monkeypatch):
     assert source_options(deployed, app_name="genrm-grpo")["app_name"] == "genrm-grpo"
     with pytest.raises(ValueError, match="reward.source=genrm_cot: no endpoint"):
         source_options(deployed)
+
+
+class LengthSource:
+    """A source named by module:Class in a config: reward 1 for a response under 10 characters."""
+
+    def __init__(self, task: str):
+        self.task = task
+
+    async def ascore(self, prompts, responses, labels=None):
+        from genrm_ray.reward_client import RewardBatch
+
+        return RewardBatch([float(len(r) < 10) for r in responses], [{} for _ in responses])
+
+
+def test_a_config_may_name_a_module_class_source_and_bad_names_fail_naming_them():
+    source = make_source(f"{__name__}:LengthSource", {"task": TASK})
+    assert asyncio.run(source.ascore(["p", "p"], ["short", "a much longer response"])).rewards == [1.0, 0.0]
+    with pytest.raises(ValueError, match="unknown reward source 'genrm'; known: .*genrm_cot.*or module:Class"):
+        make_source("genrm")
+    with pytest.raises(ValueError, match="cannot import 'Nope' from 'tests.test_rl_rewards'"):
+        make_source(f"{__name__}:Nope")

@@ -2,7 +2,7 @@
 every class of bad input, a schema-driven fuzz run, metrics export, and equality of served rewards
 with the library's GenRMScorer over the offline engine.
 
-ONE app for the whole session (``reward_server`` in tests/fixtures/serving.py: configs/serve_test.yaml
+ONE app for the whole session (``reward_server`` in tests/fixtures/serving.py: tests/configs/serve_test.yaml
 over the tiny random-init model, fp32, bearer auth on), since each replica loads a vLLM engine.
 """
 

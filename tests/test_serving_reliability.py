@@ -2,7 +2,7 @@
 sustained load from 16 clients the reward app scales 1 -> 2 replicas, loses no request when a
 replica is killed (clients retry as documented in docs/serving.md), and scales back to 1 after.
 
-Uses the session's reward app (configs/serve_test.yaml: max 2 replicas, upscale 2 s, downscale 8 s).
+Uses the session's reward app (tests/configs/serve_test.yaml: max 2 replicas, upscale 2 s, downscale 8 s).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def test_serve_job_stops_gracefully_on_sigterm(where, when, ray_cluster, tiny_mo
     repo = Path(__file__).resolve().parents[1]
     app, port = "genrm-signal-test", free_port()
     args = [sys.executable, str(repo / "jobs" / "serve_genrm.py"), "--checkpoint", str(tiny_model_dir),
-            "--config", str(repo / "configs" / "serve_test.yaml"), f"http.app_name={app}",
+            "--config", str(repo / "tests" / "configs" / "serve_test.yaml"), f"http.app_name={app}",
             "http.route_prefix=/signal-test", f"http.port={port}"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     if where == "cluster":

@@ -1,6 +1,6 @@
 """Evaluating verifiers, one module per stage:
 
-    config.py   EvalConfig (configs/eval_*.yaml) and its checks (no Ray, no model)
+    config.py   EvalConfig (configs/eval/*.yaml) and its checks (no Ray, no model)
     pools.py    the policy's solution pools and one scoring pass per verifier (Ray Data + vLLM)
     metrics.py  Best-of-N, pass@N, self-consistency, AUROC, CIs: numbers from scores alone
     report.py   Markdown tables, plots, per-solution scores

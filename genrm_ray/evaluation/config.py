@@ -1,4 +1,4 @@
-"""The Best-of-N evaluation's config (jobs/eval_best_of_n.py, configs/eval_*.yaml) and every check that
+"""The Best-of-N evaluation's config (jobs/eval_best_of_n.py, configs/eval/*.yaml) and every check that
 needs neither Ray nor a model."""
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """GRPOConfig: every knob of a GRPO run (jobs/train_grpo.py), one dataclass tree (genrm_ray.config).
 
-    cfg = load_grpo_config("configs/grpo_last_letter_cpu.yaml", ["reward.source=oracle", "train.steps=50"])
+    cfg = load_grpo_config("configs/grpo/arithmetic_demo.yaml", ["reward.source=oracle", "train.steps=50"])
 
 models.from_run can name a GenRM training run (jobs/train_genrm.py's run dir, genrm_ray.runs.RunDir): its
-summary.json names the policy it was trained from (data.policy) and its verifier export fills
-models.verifier. The embedded default names runs/ll-cot, the GenRM-CoT run whose command heads
-configs/grpo_last_letter_cpu.yaml (`make demo` trains a direct GenRM into runs/demo instead).
+summary.json names the policy it was trained from (data.policy), its verifier export fills
+models.verifier, and the task it recorded fills task.name. The default config names runs/demo, the run
+`make demo` trains.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from genrm_ray.config import ConfigError, load_config
 from genrm_ray.models.pretrained import BaseModelError, resolve_base_model
@@ -34,7 +34,7 @@ class ModelsConfig:
 
 @dataclass
 class TaskConfig:
-    name: str = "last_letter"
+    name: str = ""  # "" = the task of models.from_run
     options: dict[str, Any] = field(default_factory=dict)  # a reasoning-gym task's generator settings
     n_train: int = 2000  # train-split prompts GRPO samples from
     n_eval: int = 200  # held-out prompts for pass@1
@@ -44,14 +44,15 @@ class TaskConfig:
 
 @dataclass
 class RewardConfig:
-    # A name in genrm_ray.rl.rewards.REWARD_SOURCES (the registry the RewardActor builds from).
-    source: Literal["genrm_cot", "genrm_direct", "discriminative", "oracle"] = "genrm_cot"
+    # A name in genrm_ray.rl.rewards.REWARD_SOURCES (the registry the RewardActor builds from), or a
+    # module:Class whose keyword parameters are its options (genrm_ray.rl.rewards.source_options).
+    source: str = "genrm_cot"
     # Where the GenRM is served (genrm_* sources), first match wins: url (an HTTP base URL; bearer token
     # from $GENRM_REWARD_TOKEN), app_name (a Serve app already running in this Ray cluster: handle
     # calls), else this job starts the app from serve_config over models.verifier and calls it by handle.
     url: str = ""
     app_name: str = ""
-    serve_config: str = "configs/serve_cpu.yaml"  # the app this job starts for genrm_* sources
+    serve_config: str = "configs/serve/cpu.yaml"  # the app this job starts for genrm_* sources
     serve_overrides: list[str] = field(default_factory=list)
     # genrm_cot voting. cot.k and cot.adaptive go with every request; an app this job starts votes
     # with this whole section (its scoring.cot); a server found by url / app_name keeps its own.
@@ -154,6 +155,12 @@ def check_grpo_config(cfg: GRPOConfig) -> None:
     to an HF dir, converting a GGUF once: that check, which loads a tokenizer and imports vLLM, runs
     last); ConfigError, RunDirError or BaseModelError naming the key. jobs/train_grpo.py passes it to
     genrm_ray.launch.load."""
+    from genrm_ray.rl.rewards import option_names
+
+    try:
+        option_names(cfg.reward.source)  # a registered name, or an importable module:Class
+    except ValueError as e:
+        raise ConfigError(f"reward.source: {e}") from None
     m = cfg.models
     if is_uri(cfg.storage):
         raise ConfigError(f"storage: GRPO's policy ranks write their checkpoints through a mounted path; give the "
@@ -165,10 +172,12 @@ def check_grpo_config(cfg: GRPOConfig) -> None:
         run = RunDir(as_location(m.from_run))
         if not is_file(run.summary_file):
             raise ConfigError(f"models.from_run: {run.summary_file} not found; train the verifier first with "
-                              "jobs/train_genrm.py (the command is in the header of configs/grpo_last_letter_cpu.yaml), "
-                              "or set models.policy and models.verifier")
+                              "jobs/train_genrm.py (`make demo` trains runs/demo), or set models.policy and models.verifier")
         m.policy = m.policy or str(run.policy() or "")
         m.verifier = m.verifier or str(run.hf_model() or "")
+        cfg.task.name = cfg.task.name or run.task() or ""
+    if not cfg.task.name:
+        raise ConfigError("task.name is required (or models.from_run naming a run dir that records its task)")
     if not m.policy:
         raise ConfigError("models.policy is required (or models.from_run naming a train_genrm run dir)")
     served_elsewhere = bool(cfg.reward.url or cfg.reward.app_name)
@@ -246,7 +255,8 @@ def serve_config(cfg: GRPOConfig):
 
     if not Path(cfg.reward.serve_config).is_file():
         raise ConfigError(f"reward.serve_config: no such file {cfg.reward.serve_config}")
-    serve = load_serve_config(cfg.reward.serve_config, [f"checkpoint={cfg.models.verifier}", *cfg.reward.serve_overrides])
+    serve = load_serve_config(cfg.reward.serve_config, [f"checkpoint={cfg.models.verifier}", f"scoring.task={cfg.task.name}",
+                                                        *cfg.reward.serve_overrides])
     serve.scoring.cot = dataclasses.replace(cfg.reward.cot)
     if cfg.refresh.every > 0:  # the replicas follow the refreshed verifier's weights
         from genrm_ray.rl.refresh import NAMESPACE, trainer_name

@@ -16,7 +16,10 @@ The names are exactly the values of ``reward.source`` in a GRPO config (genrm_ra
   comparison runs only: it needs the answers a deployed verifier never has.
 
 A source is anything with ``async ascore(prompts, responses, labels=None) -> RewardBatch``; a new one
-is a class or factory decorated with ``@register("name")``, whose keyword parameters are its options.
+is a class or factory decorated with ``@register("name")``, whose keyword parameters are its options, or
+named in a config as ``module:Class`` (imported by the RewardActor, like veRL's ``reward_manager.source:
+importlib``). In a GRPO run a source gets, of the config's task, models.verifier (``model_dir``),
+reward.batch_size, reward.retries, reward.cot.k / adaptive and the endpoint, those its parameters name.
 ``prompt`` is the policy prompt (``prompts.solve_prompt(task, question)``) or the bare question; the
 discriminative and oracle sources recover the question from it as the reward server does.
 
@@ -26,6 +29,7 @@ No Ray here: the RewardActor holds a source, and these run (and are tested) with
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -75,10 +79,24 @@ def make_source(name: str, options: Mapping[str, Any] | None = None) -> RewardSo
     return factory(**options)
 
 
+def source_names() -> list[str]:
+    """The registered names; a config may also name ``module:Class`` (or ``module:factory``)."""
+    return sorted(REWARD_SOURCES)
+
+
 def _factory(name: str) -> Callable[..., RewardSource]:
-    if name not in REWARD_SOURCES:
-        raise ValueError(f"unknown reward source {name!r}; known: {sorted(REWARD_SOURCES)}")
-    return REWARD_SOURCES[name]
+    if name in REWARD_SOURCES:
+        return REWARD_SOURCES[name]
+    if ":" not in name:
+        raise ValueError(f"unknown reward source {name!r}; known: {source_names()}, or module:Class")
+    module, _, attr = name.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"reward source {name!r}: cannot import {attr!r} from {module!r} ({e})") from None
+    if not callable(factory):
+        raise ValueError(f"reward source {name!r}: {attr} is not a class or factory")
+    return factory
 
 
 # --- the served GenRM ------------------------------------------------------------------------------
@@ -182,24 +200,23 @@ def needs_reward_app(cfg: GRPOConfig) -> bool:
 
 
 def source_options(cfg: GRPOConfig, app_name: str = "") -> dict[str, Any]:
-    """The options of ``cfg.reward.source`` in a GRPO run. ``app_name``: the Serve app the job deployed
-    for a genrm_* source that names neither reward.url nor reward.app_name."""
-    r, task = cfg.reward, cfg.task.name
-    if r.source == "oracle":
-        return {"task": task}
-    if r.source == "discriminative":
-        return {"model_dir": cfg.models.verifier, "task": task}
-    if r.source not in SERVED:
-        raise ValueError(f"reward.source: no options known for {r.source!r} (known: oracle, discriminative, {', '.join(SERVED)})")
-    options: dict[str, Any] = {"task": task, "batch_size": r.batch_size, "retries": r.retries}
-    if r.source == "genrm_cot":  # the rest of reward.cot is the server's (genrm_ray.rl.config)
-        options |= {"k": r.cot.k, "adaptive": r.cot.adaptive}
-    if r.url:  # the token is read here, in the driver: Ray workers do not inherit the driver's environment
-        return options | {"url": r.url, "token": os.environ.get(TOKEN_ENV)}
-    if not (r.app_name or app_name):
-        raise ValueError(f"reward.source={r.source}: no endpoint (reward.url, reward.app_name, or the app this job deploys)")
-    return options | {"app_name": r.app_name or app_name}
+    """The options of ``cfg.reward.source`` in a GRPO run: of what the config offers (the task, models.verifier
+    as ``model_dir``, reward.batch_size / retries, reward.cot's k and adaptive, the endpoint), those the
+    source's factory takes. ``app_name``: the Serve app the job deployed for a served source that names
+    neither reward.url nor reward.app_name."""
+    r = cfg.reward
+    takes = set(option_names(r.source))
+    offered: dict[str, Any] = {"task": cfg.task.name, "model_dir": cfg.models.verifier, "batch_size": r.batch_size,
+                               "retries": r.retries, "k": r.cot.k, "adaptive": r.cot.adaptive}
+    if takes & {"url", "app_name"}:  # a served source: one endpoint
+        if r.url:  # the token is read here, in the driver: Ray workers do not inherit the driver's environment
+            offered |= {"url": r.url, "token": os.environ.get(TOKEN_ENV)}
+        elif r.app_name or app_name:
+            offered["app_name"] = r.app_name or app_name
+        else:
+            raise ValueError(f"reward.source={r.source}: no endpoint (reward.url, reward.app_name, or the app this job deploys)")
+    return {key: value for key, value in offered.items() if key in takes}
 
 
-__all__ = ["DiscriminativeSource", "OracleSource", "REWARD_SOURCES", "RewardSource", "SERVED", "make_source",
+__all__ = ["DiscriminativeSource", "OracleSource", "REWARD_SOURCES", "RewardSource", "SERVED", "make_source", "source_names",
            "needs_reward_app", "option_names", "question_of", "register", "source_options"]

@@ -1,6 +1,6 @@
 """The Ray Serve reward application: FastAPI ingress, one vLLM engine per replica, GenRMScorer on top.
 
-    app = make_app(load_serve_config("configs/serve_cpu.yaml", ["checkpoint=DIR"]))
+    app = make_app(load_serve_config("configs/serve/cpu.yaml", ["checkpoint=DIR"]))
     serve.run(app, name=cfg.http.app_name, route_prefix=cfg.http.route_prefix)
 
 or, from a Serve config file / the CLI, ``build_app({"config": ..., "checkpoint": ..., "key": value})``

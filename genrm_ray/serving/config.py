@@ -1,12 +1,13 @@
-"""The reward server's config: one YAML file (``configs/serve_*.yaml``) + ``key=value`` overrides.
+"""The reward server's config: one YAML file (``configs/serve/*.yaml``) + ``key=value`` overrides.
 
-    cfg = load_serve_config("configs/serve_cpu.yaml", ["checkpoint=runs/demo", "deployment.max_replicas=4"])
+    cfg = load_serve_config("configs/serve/cpu.yaml", ["checkpoint=runs/demo", "deployment.max_replicas=4"])
 
 Every path and engine option comes from here (the operator), never from a request.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,8 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from genrm_ray.config import ConfigError, load_config
-from genrm_ray.runs import RunDirError, StorageError, as_location, is_uri, local_model_dir, resolve_model_dir
+from genrm_ray.runs import RunDir, RunDirError, StorageError, as_location, is_uri, local_model_dir, resolve_model_dir
 from genrm_ray.scoring import CotConfig, check_cot, voting_temperature_problem
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,7 +36,9 @@ class EngineConfig:
 
 @dataclass
 class ScoringConfig:
-    task: str = "last_letter"  # task of every item unless a request names another
+    # Task of every item unless a request names another. "" = the task the checkpoint's run recorded
+    # (genrm_ray.runs.RunDir.task): a verifier is served under the task it was trained on.
+    task: str = ""
     normalize: bool = False  # p(Yes)/(p(Yes)+p(No)) instead of the paper's raw p(Yes)
     # The injection defence (prompts.neutralize_solution). false only to measure what it buys (docs/rl.md).
     neutralize: bool = True
@@ -107,8 +112,16 @@ class ServeConfig:
 
 
 def load_serve_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> ServeConfig:
-    """Load and check a serve config; the checkpoint path becomes absolute (replicas run elsewhere)."""
+    """Load and check a serve config; scoring.task defaults to the checkpoint's run's task, and the checkpoint
+    path becomes absolute (replicas run elsewhere)."""
     cfg = load_config(ServeConfig, path, overrides)
+    if cfg.checkpoint:
+        recorded = RunDir.holding(cfg.checkpoint).task()
+        if not cfg.scoring.task:
+            cfg.scoring.task = recorded or ""
+        elif recorded and recorded != cfg.scoring.task:
+            log.warning("scoring.task=%s, but %s was trained on %s: requests without a task are scored as %s",
+                        cfg.scoring.task, cfg.checkpoint, recorded, cfg.scoring.task)
     check_serve_config(cfg)
     named = as_location(cfg.checkpoint)
     export = resolve_model_dir(named, "checkpoint")
@@ -137,6 +150,9 @@ def check_serve_config(cfg: ServeConfig) -> None:
     except (RunDirError, StorageError) as e:
         raise ConfigError(str(e)) from None
     s, d = cfg.scoring, cfg.deployment
+    if not s.task:
+        raise ConfigError(f"scoring.task: not set, and {cfg.checkpoint} is not in a run dir that records its task "
+                          "(job_config.json / grpo_config.json); set scoring.task=NAME")
     if s.task not in TASKS:
         raise ConfigError(f"scoring.task: unknown task {s.task!r}; known: {sorted(TASKS)}")
     for key, value, low in [("scoring.max_k", s.max_k, 1), ("scoring.max_items", s.max_items, 1),

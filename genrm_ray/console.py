@@ -1,0 +1,81 @@
+"""A quiet console for the jobs: vLLM's and Ray Data's log lines go to files, so what a job prints is its
+progress bars, one summary line per phase and the result.
+
+- Ray Data (in the driver): its console handler logs warnings only; everything still goes to
+  ``ray-data.log`` in the Ray session's log folder (Ray Data's own file handler).
+- vLLM (in every process that imports it, Ray workers included): INFO and up go to ``<run dir>/vllm.log``,
+  warnings also to the console. Set through ``VLLM_LOGGING_CONFIG_PATH``, which a local Ray cluster's
+  workers inherit from the driver and a cluster joined by address gets through the job's runtime_env.
+
+``configure()`` runs when genrm_ray.launch is imported (before ray.data is); ``engine_log_env(run_dir)``
+gives the environment for a run's engines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import yaml
+
+from genrm_ray.env import cache_dir
+
+ENGINE_LOG = "vllm.log"
+CONSOLE_LEVEL = "WARNING"
+
+
+def ray_data_logging_config() -> dict:
+    """Ray Data's default logging config with its console handler at CONSOLE_LEVEL."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"ray": {"format": "%(asctime)s\t%(levelname)s %(filename)s:%(lineno)s -- %(message)s"}},
+        "filters": {"console_filter": {"()": "ray.data._internal.logging.HiddenRecordFilter"}},
+        "handlers": {
+            "file": {"class": "ray.data._internal.logging.SessionFileHandler", "formatter": "ray", "filename": "ray-data.log"},
+            "console": {"class": "ray._private.log.PlainRayHandler", "formatter": "ray", "level": CONSOLE_LEVEL,
+                        "filters": ["console_filter"]},
+        },
+        "loggers": {"ray.data": {"level": "DEBUG", "handlers": ["file", "console"], "propagate": False}},
+    }
+
+
+def vllm_logging_config(log_file: Path) -> dict:
+    """vLLM's logger: everything from INFO to ``log_file``, warnings and errors also to stderr."""
+    fmt = {"()": "vllm.logging_utils.NewLineFormatter", "datefmt": "%m-%d %H:%M:%S",
+           "format": "%(levelname)s %(asctime)s [%(filename)s:%(lineno)d] %(message)s"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"vllm": fmt},
+        "handlers": {
+            "file": {"class": "logging.FileHandler", "filename": str(log_file), "formatter": "vllm", "level": "INFO"},
+            "console": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "vllm",
+                        "level": CONSOLE_LEVEL},
+        },
+        "loggers": {"vllm": {"handlers": ["file", "console"], "level": "INFO", "propagate": False}},
+    }
+
+
+def configure() -> None:
+    """Ray Data's console at CONSOLE_LEVEL (an operator's RAY_DATA_LOGGING_CONFIG wins)."""
+    if "RAY_DATA_LOGGING_CONFIG" in os.environ:
+        return
+    path = cache_dir() / "logging" / "ray_data.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(ray_data_logging_config()))
+    os.environ["RAY_DATA_LOGGING_CONFIG"] = str(path)
+
+
+def engine_log_env(run_dir: Path) -> dict[str, str]:
+    """The environment that sends this run's vLLM logs to ``<run_dir>/vllm.log`` (the config file is written
+    beside it); {} where the operator configured vLLM's logging already."""
+    if "VLLM_LOGGING_CONFIG_PATH" in os.environ or os.environ.get("VLLM_CONFIGURE_LOGGING") == "0":
+        return {}
+    run_dir = Path(run_dir).resolve()
+    config = run_dir / "vllm_logging.json"
+    config.write_text(json.dumps(vllm_logging_config(run_dir / ENGINE_LOG), indent=2) + "\n")
+    logging.getLogger(__name__).debug("vLLM logs: %s", run_dir / ENGINE_LOG)
+    return {"VLLM_LOGGING_CONFIG_PATH": str(config)}
