@@ -7,11 +7,11 @@ PY=.venv/bin/python
 run() {  # name, overrides...
   local name=$1; shift
   if [ ! -f runs/select-$name/summary.json ]; then
-    $PY jobs/train_genrm.py --config configs/genrm_mini_sudoku_cpu.yaml run_dir=runs/select-$name "$@" > logs/select-$name.log 2>&1 || { echo "$name failed"; return; }
+    $PY jobs/train_genrm.py --config configs/train/mini_sudoku_smollm2.yaml run_dir=runs/select-$name "$@" > logs/select-$name.log 2>&1 || { echo "$name failed"; return; }
   fi
-  $PY experiments/checkable_tasks/select.py runs/select-$name --out experiments/checkable_tasks/results/select-$name.json > logs/select-$name.select.log 2>&1 || echo "$name select failed"
+  $PY experiments/checkable-tasks-smollm2/select.py runs/select-$name --out experiments/checkable-tasks-smollm2/results/select-$name.json > logs/select-$name.select.log 2>&1 || echo "$name select failed"
 }
-mkdir -p logs experiments/checkable_tasks/results
+mkdir -p logs experiments/checkable-tasks-smollm2/results
 for spec in "$@"; do
   case $spec in
     sudoku-e46) run sudoku-e46 ;;
