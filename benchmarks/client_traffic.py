@@ -5,19 +5,21 @@
 
 The same kind of items (``--prompts`` last-letter problems x ``--group`` candidate solutions each,
 direct p(Yes), a fresh seed per measurement so no item is a cache hit of an earlier one) go to one
-local reward app (configs/serve_test.yaml, 1 replica, auth off, 127.0.0.1) four ways:
+local reward app (configs/serve_test.yaml, 1 replica, auth off, 127.0.0.1), one deployment per
+``--max-ongoing`` value (the deployment's ``max_ongoing_requests``: how many requests a replica lets
+in at once, so how many one-sample requests its engine can batch), these ways in turn:
 
 - ``batched``: ``RewardClient.ascore`` over all items (``/v1/rewards``, 64 items per request, the
   requests concurrent), as the GRPO loop, TRL and veRL's gathered ``compute_score_async`` send them;
+  first and last, and the others are compared with the mean of the two (the machine's load drifts);
+- ``single_handle`` / ``single_http`` (where the time goes): one item per request, every request at
+  once, through the deployment handle (no HTTP proxy) / over one keep-alive HTTP session;
 - ``openrlhf_http``: OpenRLHF 0.11.2's own ``SingleTurnAgentExecutor`` posting each sample to
-  ``/get_reward``, one sample per request, every sample of every group at once (its engine actor runs
-  all of a batch's executes concurrently; the generation is scripted, no GPU vLLM here);
+  ``/get_reward``, one sample per request and a new connection each, every sample of every group at
+  once (its engine actor runs all of a batch's executes concurrently; the generation is scripted,
+  no GPU vLLM here);
 - ``openrlhf_file``: the same executor calling ``genrm_ray/integrations/openrlhf.py`` per sample, in
-  ``asyncio.to_thread`` (so at most the default executor's min(32, CPUs + 4) calls at once);
-- each OpenRLHF way once per ``--max-ongoing`` value (the deployment's ``max_ongoing_requests``: how
-  many one-sample requests a replica lets into its engine at once, the cross-request batch).
-
-Not run yet: there is no results JSON from it, and docs/performance.md cites none.
+  ``asyncio.to_thread`` (so at most the default executor's min(32, CPUs + 4) calls at once).
 
 Per way: rewards/s (items / wall time), p50 / p99 of a sample's latency (its request's, from the
 moment all samples are released), requests sent. Rewards must equal the batched ones for the same
@@ -32,6 +34,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from types import SimpleNamespace
@@ -75,6 +78,19 @@ async def batched(url: str, data: list[tuple[str, str]]) -> tuple[dict, list[flo
     return summary("batched", len(data), wall, [wall] * len(data), client.attempts), batch.rewards
 
 
+async def single(name: str, data: list[tuple[str, str]], url: str | None = None, handle=None) -> tuple[dict, list[float]]:
+    """Diagnostic ways: one sample per request, every request at once, through RewardClient
+    (batch_size=1) over one keep-alive HTTP session (``url``) or the deployment handle (no proxy)."""
+    from genrm_ray.reward_client import RewardClient
+
+    client = RewardClient(url=url, handle=handle, mode="direct", batch_size=1)
+    t0 = time.perf_counter()
+    batch = await asyncio.wait_for(client.ascore([p for p, _ in data], [r for _, r in data]), MAX_WALL_S)
+    wall = time.perf_counter() - t0
+    # Per-request latencies are not exposed by the client: the batch's wall time stands for p50/p99.
+    return summary(name, len(data), wall, [wall] * len(data), client.attempts), batch.rewards
+
+
 class ScriptedEngine:
     """OpenRLHF's vLLM engine's ``generate``, scripted: the next response queued for the prompt, + EOS, at once."""
 
@@ -102,14 +118,34 @@ async def openrlhf(name: str, remote_url: str, data: list[tuple[str, str]], toke
         t = time.perf_counter()
         out = await executor.execute(prompt, None, params, max_length=4096, hf_tokenizer=tokenizer, llm_engine=engine)
         latencies.append(time.perf_counter() - t)
-        reward = out["reward"]
-        return None if reward is None else float(reward.item() if hasattr(reward, "item") else reward)
+        reward = out["reward"]  # a tensor from the file, the one-element list /get_reward returns over HTTP
+        if reward is None:
+            return None
+        return float(reward.item() if hasattr(reward, "item") else reward[0] if isinstance(reward, list) else reward)
 
     t0 = time.perf_counter()
     rewards = await asyncio.wait_for(asyncio.gather(*(one(p) for p, _ in data)), MAX_WALL_S)
     wall = time.perf_counter() - t0
     missing = sum(r is None for r in rewards)
     return summary(name, len(data), wall, latencies, len(data), missing_rewards=missing), rewards
+
+
+def cpu_model() -> str | None:
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    return next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")), None)
+
+
+WAYS = ("batched", "single_handle", "single_http", "openrlhf_http", "openrlhf_file", "batched")
+
+
+async def measure(way: str, data: list[tuple[str, str]], url: str, handle, tokenizer, adapter_file: str) -> tuple[dict, list[float]]:
+    if way == "batched":
+        return await batched(url, data)
+    if way == "single_handle":
+        return await single(way, data, handle=handle)
+    if way == "single_http":
+        return await single(way, data, url=url)
+    return await openrlhf(way, url + "/get_reward" if way == "openrlhf_http" else adapter_file, data, tokenizer)
 
 
 def main() -> None:
@@ -138,32 +174,29 @@ def main() -> None:
         cfg = load_serve_config(REPO / "configs" / "serve_test.yaml", [
             f"checkpoint={ckpt}", "deployment.min_replicas=1", "deployment.max_replicas=1",
             f"deployment.max_ongoing_requests={max_ongoing}", "scoring.cache_size=4096"])
-        url, _ = deploy(cfg)
+        url, handle = deploy(cfg)
         os.environ.update(GENRM_REWARD_URL=url, GENRM_REWARD_MODE="direct")
         asyncio.run(batched(url, items(4, 2, seed=1)))  # warm-up: engine graphs, tokenizer, connections
-        runs = [("batched", None), ("openrlhf_http", url + "/get_reward"), ("openrlhf_file", adapter.__file__)]
-        for name, remote in runs:
-            if name == "batched" and max_ongoing != args.max_ongoing[0]:
-                continue  # one request per 64 items: max_ongoing_requests does not limit it
-            seed += 1
+        rows = []
+        # batched first and last: the machine's other load drifts, the pair brackets the other ways.
+        for way in WAYS:
+            seed += 1  # fresh items: no cache hit of an earlier measurement
             data = items(args.prompts, args.group, seed)
-            if remote is None:
-                row, rewards = asyncio.run(batched(url, data))
-            else:
-                row, rewards = asyncio.run(openrlhf(name, remote, data, tokenizer))
+            row, rewards = asyncio.run(measure(way, data, url, handle, tokenizer, adapter.__file__))
             # The same items scored batched (now cache hits) must give the same rewards.
             _, reference = asyncio.run(batched(url, data))
             got = [r for r in rewards if r is not None]
             row["rewards_match_batched"] = len(got) == len(data) and all(abs(a - b) <= 1e-4 for a, b in zip(rewards, reference))
             row["max_ongoing_requests"] = max_ongoing
-            results.append(row)
+            rows.append(row)
             print(json.dumps(row), flush=True)
+        base = statistics.mean(r["rewards_per_s"] for r in rows if r["way"] == "batched")
+        for r in rows:
+            r["vs_batched"] = round(r["rewards_per_s"] / base, 3)  # against the mean of the two batched runs
+        results += rows
         serve.delete(cfg.http.app_name)
-    base = next(r for r in results if r["way"] == "batched")["rewards_per_s"]
-    for r in results:
-        r["vs_batched"] = round(r["rewards_per_s"] / base, 3)
     out = {"command": "python " + " ".join(["benchmarks/client_traffic.py", *sys.argv[1:]]),
-           "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+           "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
            "checkpoint": "tiny random-init GenRM (benchmarks/serve_common.checkpoint)" if not args.checkpoint else args.checkpoint,
            "mode": "direct", "prompts": args.prompts, "group": args.group, "results": results}
     with open(args.out, "w") as f:

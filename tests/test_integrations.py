@@ -457,6 +457,9 @@ def test_documented_ray_job_submit_passes_the_settings_to_workers(ray_cluster, t
         "        from genrm_ray.integrations.common import client_options_from_env\n"
         "        return client_options_from_env(), {k: v for k, v in os.environ.items() if k.startswith('GENRM_REWARD_')}\n"
         "print('WORKER-SEES', json.dumps(ray.get(Engine.remote().settings.remote())))\n")
+    # Nothing else carries the settings: not the submitting client's environment, nor this process's,
+    # which the session cluster inherited at `ray start` (tests set them only through monkeypatch).
+    assert not any(k.startswith("GENRM_REWARD_") for k in os.environ), "a GENRM_REWARD_* variable leaked into the session"
     env = {**os.environ, **ray_cluster.env}
     cmd = [str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", ray_cluster.dashboard_url,
            "--runtime-env-json", json.dumps(runtime_env), "--", sys.executable, str(driver)]
