@@ -81,7 +81,7 @@ def test_broken_copies_fail_ray_validation(cluster_config, breakage):
 # --- cluster.yaml and the GPU configs agree: shared storage, one task, paths as overrides ------------
 
 REPO = CLUSTER_YAML.parent
-GPU_CONFIGS = sorted({*REPO.glob("configs/*gpu*.yaml"), *REPO.glob("configs/genrm_1p5b_*.yaml")})
+GPU_CONFIGS = sorted({*REPO.glob("configs/*/*gpu*.yaml"), *REPO.glob("configs/train/genrm_1p5b_*.yaml")})
 MOUNT = "/mnt/shared"
 
 
@@ -94,7 +94,7 @@ def test_every_node_mounts_the_shared_storage_the_configs_name(cluster_config):
         start = " ".join(cluster_config[key])
         assert "GENRM_HUB=https://huggingface.co" in start and f"HF_HOME={MOUNT}/hf" in start, key
     header = CLUSTER_YAML.read_text().split("cluster_name:")[0]
-    for name in re.findall(r"configs/[\w.-]+\.yaml", header):
+    for name in re.findall(r"configs/[\w./-]+\.yaml", header):
         assert (REPO / name).is_file(), f"cluster.yaml names {name}, which does not exist"
 
 
@@ -110,16 +110,16 @@ def test_gpu_configs_share_one_task_and_take_machine_paths_as_overrides():
         text = path.read_text()
         body = "\n".join(line.split("#")[0] for line in text.splitlines())  # values, not comments
         assert "/home/" not in body and MOUNT not in body, f"{path.name}: a machine path in a value; make it an override"
-        if path.name.startswith("genrm_"):
+        if path.parent.name == "train":
             cfg = load_config(GenRMJobConfig, path)
             tasks[path.name] = cfg.data.task.name
             assert cfg.storage == "" and cfg.run_dir == "" and cfg.data.task.file == ""
             header = text.split("\ndata:")[0]
             for key in ("storage", "data.cache_dir", "data.task.file"):  # the command in the header gives them
                 assert re.search(rf"\b{re.escape(key)}={MOUNT}/", header), f"{path.name}: header has no {key}={MOUNT}/..."
-        elif path.name.startswith("eval_"):
+        elif path.parent.name == "eval":
             tasks[path.name] = load_config(EvalConfig, path).problems.task
-        elif path.name.startswith("serve_"):
+        elif path.parent.name == "serve":
             tasks[path.name] = load_config(ServeConfig, path).scoring.task
     assert set(tasks.values()) == {"gsm8k"}, tasks
 
