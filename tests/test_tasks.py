@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from genrm_ray import prompts
 from genrm_ray.prompts import DIRECT_QUESTION, NO, YES
 from genrm_ray.tasks import OOD, SPLITS, TASKS, Problem, Task, get_task, split_of
 from genrm_ray.tasks.mathtext import find_equations
@@ -31,7 +32,7 @@ def final_answer_line(solution: str) -> str | None:
 def test_registry_holds_the_four_tasks():
     assert sorted(TASKS) == ["arithmetic", "gsm8k", "last_letter", "word_sort"]
     for name, task in TASKS.items():
-        assert get_task(name) is task and task.name == name and task.domain
+        assert get_task(name) is task and task.name == name and prompts.problem_noun(name)
 
 
 def test_unknown_task_names_the_known_ones():

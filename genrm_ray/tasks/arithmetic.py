@@ -231,7 +231,6 @@ def _integral(steps: list[Step]) -> bool:
 
 class ArithmeticTask(MathTask):
     name = "arithmetic"
-    domain = "math problems"
 
     def _sample(self, rng: random.Random, ood: bool) -> tuple[str, str, dict[str, Any]]:
         for _ in range(1000):

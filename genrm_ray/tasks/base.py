@@ -129,7 +129,6 @@ class Task:
     """One kind of problem: generation into splits, loading, grading and verification."""
 
     name: str = ""
-    domain: str = ""  # noun phrase for the problems, e.g. "math problems"
     has_ood: bool = False  # whether generate() accepts split "ood"
 
     # ---- problems -------------------------------------------------------------------------------

@@ -34,7 +34,6 @@ _SLIPS = (-10, -2, -1, 1, 2, 10)
 
 class GSM8KTask(MathTask):
     name = "gsm8k"
-    domain = "math problems"
 
     def generate(self, split: str, n: int, seed: int = 0) -> list[Problem]:
         raise NotImplementedError(

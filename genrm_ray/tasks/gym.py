@@ -81,7 +81,6 @@ class ReasoningGymTask(Task):
     def __init__(self, name: str | None = None, options: Mapping[str, Any] | None = None) -> None:
         self.name = name or self.name
         self.options = {**self.default_options, **(options or {})}
-        self.domain = f"{self.name.replace('_', ' ')} problems"
         self.dataset = make_dataset(self.name, self.options)
 
     # ---- problems -------------------------------------------------------------------------------

@@ -47,7 +47,6 @@ def _solution(words: list[str], letters: list[str], final: str, order: list[str]
 
 class LastLetterTask(Task):
     name = "last_letter"
-    domain = "last-letter concatenation problems"
     has_ood = True
 
     def question(self, words: list[str]) -> str:

@@ -34,7 +34,6 @@ def _position(number: int | str, word: str) -> str:
 
 class WordSortTask(Task):
     name = "word_sort"
-    domain = "word sorting problems"
     has_ood = True
 
     def question(self, words: list[str]) -> str:
