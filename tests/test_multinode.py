@@ -131,19 +131,24 @@ def two_nodes(tmp_path_factory):
         _wait_for_port(gcs, procs[0], timeout=120)
         _wait_for_port(dash, procs[0], timeout=120)
         address = f"127.0.0.1:{gcs}"
-        procs.append(_start_node("node_b", base, env, address, logs))
         driver_env = env | {"TMPDIR": str(base / "node_a" / "tmp"), "RAY_TMPDIR": str(base / "node_a" / "ray"),
                             "RAY_ADDRESS": address}
         # The storage is ours too (not pytest's tmp dirs, which a concurrent pytest session may prune).
         (base / "shared").mkdir()
         cluster = TwoNodes(address, f"http://127.0.0.1:{dash}", {n: base / n / "tmp" for n in NODES}, base / "shared", driver_env)
-        # Generous: on a 2-core box under load a node takes minutes to register (one took 5 at load 45).
-        deadline = time.monotonic() + 600
-        while len(cluster.node_ids()) < 2:
-            for name, proc in zip(NODES, procs):
-                assert proc.poll() is None, f"`ray start` of {name} exited: {(logs / f'ray-start-{name}.log').read_text()[-3000:]}"
-            assert time.monotonic() < deadline, "the two nodes did not come up within 600 s"
-            time.sleep(2)
+
+        def wait_for(names: set[str]) -> None:
+            # Generous: on a 2-core box under load a node takes minutes to register (one took 5 at load 45).
+            deadline = time.monotonic() + 600
+            while not names <= set(cluster.node_ids()):
+                for name, proc in zip(NODES, procs):
+                    assert proc.poll() is None, f"`ray start` of {name} exited: {(logs / f'ray-start-{name}.log').read_text()[-3000:]}"
+                assert time.monotonic() < deadline, f"{sorted(names)} did not come up within 600 s"
+                time.sleep(2)
+
+        wait_for({"node_a"})  # a worker node that starts before the head registered gives up
+        procs.append(_start_node("node_b", base, env, address, logs))
+        wait_for(set(NODES))
         yield cluster
     finally:
         for proc in reversed(procs):
