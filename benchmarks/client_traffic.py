@@ -5,7 +5,7 @@
 
 The same kind of items (``--prompts`` last-letter problems x ``--group`` candidate solutions each,
 direct p(Yes), a fresh seed per measurement so no item is a cache hit of an earlier one) go to one
-local reward app (configs/serve_test.yaml, 1 replica, auth off, 127.0.0.1), one deployment per
+local reward app (tests/configs/serve_test.yaml, 1 replica, auth off, 127.0.0.1), one deployment per
 ``--max-ongoing`` value (the deployment's ``max_ongoing_requests``: how many requests a replica lets
 in at once, so how many one-sample requests its engine can batch), these ways in turn:
 

@@ -7,7 +7,7 @@ TRL 1.16's ``GRPOTrainer._calculate_rewards`` runs the sync reward functions one
 awaits the async ones together (``asyncio.gather`` on its own event loop). So the async form can
 only save time when a trainer has several async reward functions: each ``setup`` below trains the
 tiny policy (CPU, transformers generation) for ``--steps`` steps against one local reward app
-(configs/serve_test.yaml, the tiny random-init GenRM, 1 replica, auth off, 127.0.0.1, the score
+(tests/configs/serve_test.yaml, the tiny random-init GenRM, 1 replica, auth off, 127.0.0.1, the score
 cache off so every setup does the same scoring work):
 
 - ``two_sync`` / ``two_async``: two GenRM rewards (direct, and CoT with K=4) as ``GenRMReward`` /

@@ -56,7 +56,8 @@ def test_every_eval_config_loads_and_is_consistent(path, tiny_model_dir):
     cfg = load_config(EvalConfig, path, [f"models.policy={tiny_model_dir}"])
     # Model dirs and problem files name paths on the machines the config is for: swap in local ones.
     cfg.models = type(cfg.models)(policy=str(tiny_model_dir))
-    cfg.problems.files = [GSM8K_HEAD for _ in cfg.problems.files]
+    # A config whose problems come from --problems (its header says which file) gets the local one.
+    cfg.problems.files = [GSM8K_HEAD for _ in cfg.problems.files] or ([] if cfg.problems.splits else [GSM8K_HEAD])
     check_config(cfg)
     assert cfg.pool.n >= 8 and max(cfg.ns) <= cfg.pool.n
 
