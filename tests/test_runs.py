@@ -52,7 +52,8 @@ def _stored_run(tiny_model_dir, root: Path) -> Path:
 
     run = root / "runs" / "genrm-x"
     runs.upload_dir(Path(tiny_model_dir), run / "genrm" / "hf_model")
-    runs.write_text(run / "summary.json", json.dumps({"data": {"policy": str(tiny_model_dir)}}))
+    runs.write_text(run / "summary.json", json.dumps({"data": {"policy": str(tiny_model_dir)},
+                                                      "task": {"name": "last_letter", "options": {}}}))
     return run
 
 
@@ -95,6 +96,7 @@ def test_serving_reads_a_run_from_storage_and_replicas_load_a_local_copy(tiny_mo
     run = _stored_run(tiny_model_dir, tmp_path / "shared")
     by_path = load_serve_config(None, [f"checkpoint={run}"])
     assert by_path.checkpoint == str(run / "genrm" / "hf_model") and by_path.model_name == "genrm-x"
+    assert by_path.scoring.task == "last_letter"  # summary.json in storage records it (no job_config.json there)
     assert model_dir(by_path) == run / "genrm" / "hf_model"
     by_uri = load_serve_config(None, [f"checkpoint=file://{run}", "deployment.resources={serve_node: 1}"])
     assert by_uri.checkpoint == f"file://{run}/genrm/hf_model" and by_uri.model_name == "genrm-x"

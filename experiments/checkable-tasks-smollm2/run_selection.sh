@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The selection runs, one after another (each a jobs/train_genrm.py run at the demo's budget, then
-# select.py for pass@k and the held-out figures on the policy's own solutions). Logs in logs/.
+# measure.py for pass@k and the held-out figures on the policy's own solutions). Logs in logs/.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 PY=.venv/bin/python
@@ -9,7 +9,7 @@ run() {  # name, overrides...
   if [ ! -f runs/select-$name/summary.json ]; then
     $PY jobs/train_genrm.py --config configs/train/mini_sudoku_smollm2.yaml run_dir=runs/select-$name "$@" > logs/select-$name.log 2>&1 || { echo "$name failed"; return; }
   fi
-  $PY experiments/checkable-tasks-smollm2/select.py runs/select-$name --out experiments/checkable-tasks-smollm2/results/select-$name.json > logs/select-$name.select.log 2>&1 || echo "$name select failed"
+  $PY experiments/checkable-tasks-smollm2/measure.py runs/select-$name --out experiments/checkable-tasks-smollm2/results/select-$name.json > logs/select-$name.select.log 2>&1 || echo "$name select failed"
 }
 mkdir -p logs experiments/checkable-tasks-smollm2/results
 for spec in "$@"; do

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The selection measurements of one GenRM-CoT training run (jobs/train_genrm.py) on a reasoning-gym task:
 
-    python experiments/checkable-tasks-smollm2/select.py runs/select-sudoku-e46 [--samples 16] [--out FILE]
+    python experiments/checkable-tasks-smollm2/measure.py runs/select-sudoku-e46 [--samples 16] [--out FILE]
 
 - the policy's pass@1 and pass@16 on the run's held-out (validation) problems: 16 fresh samples per
   problem at the data build's sampling temperature;
@@ -92,7 +92,7 @@ def main() -> int:
     heldout = task.generate("validation", t["n_heldout"], seed=t["seed"])
     s = build["sampling"]
     result = {
-        "command": "python experiments/checkable-tasks-smollm2/select.py " + " ".join(sys.argv[1:]),
+        "command": "python experiments/checkable-tasks-smollm2/measure.py " + " ".join(sys.argv[1:]),
         "run": str(args.run),
         "task": t["name"], "options": t.get("options", {}),
         "policy": policy_pass_at(task, heldout, summary["data"]["policy"], args.samples, s["temperature"], s["max_tokens"],
