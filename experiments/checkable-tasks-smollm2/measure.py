@@ -34,7 +34,8 @@ def policy_pass_at(task, problems, policy: str, n: int, temperature: float, max_
                    engine_options: dict) -> dict:
     from genrm_ray.engine import make_backend
 
-    engine = make_backend("vllm", policy, **engine_options)
+    # The CPU backend reserves this share of RAM up front; other jobs on the machine may hold some.
+    engine = make_backend("vllm", policy, **{"gpu_memory_utilization": 0.3, **engine_options})
     try:
         t = time.perf_counter()
         outs = engine.generate([prompts.solve_prompt(task.name, p.question) for p in problems], n=n,
