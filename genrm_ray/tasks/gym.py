@@ -41,10 +41,15 @@ def answer_block(answer: str) -> str:
     return f"{ANSWER_PREFIX}:\n{answer.strip()}"
 
 
+def _last_marker(text: str) -> re.Match | None:
+    matches = list(_ANSWER_MARKER.finditer(text))
+    return matches[-1] if matches else None
+
+
 def answer_start(text: str) -> int:
     """Where the last ``The answer is:`` starts in ``text`` (the working before it), or -1."""
-    matches = list(_ANSWER_MARKER.finditer(text))
-    return matches[-1].start() if matches else -1
+    marker = _last_marker(text)
+    return -1 if marker is None else marker.start()
 
 
 def make_dataset(name: str, options: Mapping[str, Any], seed: int = 0):
@@ -120,10 +125,8 @@ class ReasoningGymTask(Task):
         cut = text.find(NEXT_QUESTION)
         if cut >= 0:
             text = text[:cut]
-        matches = list(_ANSWER_MARKER.finditer(text))
-        if not matches:
-            return None
-        return self.normalize_answer(text[matches[-1].end():])
+        marker = _last_marker(text)
+        return None if marker is None else self.normalize_answer(text[marker.end():])
 
     def score(self, answer: str | None, problem: Problem) -> float:
         """reasoning-gym's own ``score_answer`` of an answer text."""
@@ -132,9 +135,6 @@ class ReasoningGymTask(Task):
     def is_correct(self, text: str, problem: Problem) -> bool:
         answer = self.extract_answer(text)
         return answer is not None and self.score(answer, problem) >= 1.0
-
-    def answers_equal(self, a: str, b: str) -> bool:
-        return a == b
 
     # ---- verification ---------------------------------------------------------------------------
 
