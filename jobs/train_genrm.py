@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     cot = cfg.eval.cot if genrm.objective.name == "genrm" and genrm.objective.mode == "cot" else None
     heldout_metrics = evaluate_verifier(runs.local_model_dir(result.hf_model), heldout, cfg.eval.backend, cot=cot,
-                                        scores_out=run_dir / SCORES_FILE, **cfg.eval.engine_options)
+                                        scores_out=run_dir / SCORES_FILE, rationale_format=cfg.data.rationale_format,
+                                        **cfg.eval.engine_options)
     eval_s = time.perf_counter() - t
 
     # 4. Summary.

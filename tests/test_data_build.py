@@ -69,6 +69,7 @@ def test_share_is_checked_and_the_default_keeps_old_cache_keys():
         d.pop(key)
     d["policy"]["train"].pop("logging")
     d["policy"]["train"].pop("output_dir")
+    d["policy"]["train"].pop("storage")  # where the policy is written: no change to the data
     d["policy"]["train"]["data"].pop("max_verify_examples")  # added later; the policy's SFT never reads it
     d["task"].pop("file")  # added later; "" = generated problems
     d["task"].pop("options")  # added later; {} = a built-in task or a reasoning-gym task's defaults
@@ -77,6 +78,9 @@ def test_share_is_checked_and_the_default_keeps_old_cache_keys():
     capped = DataBuildConfig()
     capped.policy.train.data.max_verify_examples = 120
     assert cache_key(capped) == cache_key(DataBuildConfig())
+    stored = DataBuildConfig()
+    stored.policy.train.storage = "/mnt/shared/genrm"
+    assert cache_key(stored) == cache_key(DataBuildConfig())
 
 
 def _gsm8k_file(path, n: int, bad_line: int = 0):

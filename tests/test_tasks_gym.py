@@ -25,8 +25,8 @@ SUDOKU_PROBLEMS = SUDOKU.generate("train", 40, seed=3)
 COUNTDOWN_PROBLEMS = COUNTDOWN.generate("train", 40, seed=3)
 
 
-def verdict_and_lines(task, problem, solution):
-    rationale = task.verification_rationale(problem, solution)
+def verdict_and_lines(task, problem, solution, rationale_format="quoted"):
+    rationale = task.verification_rationale(problem, solution, rationale_format)
     *lines, last = rationale.split("\n")
     assert last.startswith(prompts.DIRECT_QUESTION)
     return last.endswith(prompts.YES), lines
@@ -113,8 +113,8 @@ def test_problems_file_is_refused_for_generated_tasks(tmp_path):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, len(SUDOKU_PROBLEMS) - 1), st.sampled_from(["solution", "random", "cell", "swap", "rows", "text"]),
-       st.randoms(use_true_random=False))
-def test_sudoku_rationale_verdict_equals_the_checker(i, kind, rng):
+       st.sampled_from(SUDOKU.rationale_formats), st.randoms(use_true_random=False))
+def test_sudoku_rationale_verdict_equals_the_checker(i, kind, rationale_format, rng):
     p = SUDOKU_PROBLEMS[i]
     grid = parse_grid(p.answer)
     if kind == "random":
@@ -127,7 +127,7 @@ def test_sudoku_rationale_verdict_equals_the_checker(i, kind, rng):
     elif kind == "rows":
         rng.shuffle(grid)
     solution = answer_block(grid_text(grid)) if kind != "text" else "The answer is:\n1 2 3\n4 1 2 3"
-    verdict, lines = verdict_and_lines(SUDOKU, p, solution)
+    verdict, lines = verdict_and_lines(SUDOKU, p, solution, rationale_format)
     assert verdict == SUDOKU.is_correct(solution, p)
     assert verdict == all(line.endswith("Correct.") for line in lines)
 
@@ -185,3 +185,22 @@ def test_rationale_lines_compare_without_solving():
     _, lines = verdict_and_lines(COUNTDOWN, q, COUNTDOWN.reference_solution(q))
     assert lines[0].startswith("Step 1: ") and any(line.startswith("Numbers: the answer uses") for line in lines)
     assert solve([2, 3, 4], 14, ("+", "*")) is not None and solve([2, 3, 4], 100, ("+", "*")) is None
+
+
+def test_sudoku_cells_format_names_every_cell_and_flags_a_changed_given():
+    p = SUDOKU_PROBLEMS[0]
+    puzzle, grid = parse_puzzle(p.question), parse_grid(p.answer)
+    _, lines = verdict_and_lines(SUDOKU, p, SUDOKU.reference_solution(p), "cells")
+    labels = [line.split(":")[0] for line in lines]
+    assert labels == [f"Row {i}" for i in range(1, 5)] + [f"Column {c}" for c in "abcd"] + [f"Box {i}" for i in range(1, 5)]
+    assert lines[0].startswith("Row 1: " + " ".join(f"{c}1={d}" for c, d in zip("abcd", grid[0])) + "; puzzle ")
+    assert lines[4] == "Column a: " + " ".join(f"a{r + 1}={grid[r][0]}" for r in range(4)) + ". Correct."
+    assert lines[8] == f"Box 1: a1={grid[0][0]} b1={grid[0][1]} a2={grid[1][0]} b2={grid[1][1]}. Correct."
+    r, c = next((r, c) for r in range(4) for c in range(4) if puzzle[r][c] != "_")
+    changed = [row[:] for row in grid]
+    changed[r][c] = next(d for d in "1234" if d != grid[r][c])
+    verdict, lines = verdict_and_lines(SUDOKU, p, answer_block(grid_text(changed)), "cells")
+    assert not verdict
+    assert f"{'abcd'[c]}{r + 1} {puzzle[r][c]} changed" in lines[r] and lines[r].endswith("Wrong.")
+    with pytest.raises(ValueError, match="unknown rationale format"):
+        SUDOKU.check_lines(p.question, p.answer, "nope")

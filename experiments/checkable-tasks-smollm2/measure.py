@@ -51,7 +51,7 @@ def policy_pass_at(task, problems, policy: str, n: int, temperature: float, max_
             "sampling_s": round(wall, 1)}
 
 
-def heldout_subsets(run: Path, folder: Path, task) -> dict:
+def heldout_subsets(run: Path, folder: Path, task, rationale_format: str) -> dict:
     records = load_sft_jsonl(folder / "heldout.jsonl", kinds=["verify_direct"])
     scores = [json.loads(line) for line in (run / "heldout_scores.jsonl").read_text().splitlines()]
     rationales = [json.loads(line) for line in (run / "heldout_rationales.jsonl").read_text().splitlines()]
@@ -70,7 +70,7 @@ def heldout_subsets(run: Path, folder: Path, task) -> dict:
             by_problem.setdefault(r.problem_id, []).append(i)
         within, both = within_problem_auroc([[values[i] for i in ix] for ix in by_problem.values()],
                                             [[labels[i] for i in ix] for ix in by_problem.values()])
-        agreement = line_agreement(task, [(q, sol, x["rationales"]) for _, _, x, q, sol in rows])
+        agreement = line_agreement(task, [(q, sol, x["rationales"]) for _, _, x, q, sol in rows], rationale_format)
         out[name] = {"pairs": len(rows), "right": sum(labels),
                      "auroc": round(auroc(values, labels), 4) if 0 < sum(labels) < len(labels) else None,
                      "within_problem_auroc": None if within is None else round(within, 4), "problems_with_both": both,
@@ -99,7 +99,8 @@ def main() -> int:
         "policy": policy_pass_at(task, heldout, summary["data"]["policy"], args.samples, s["temperature"], s["max_tokens"],
                                  s.get("engine_options", {})),
         "policy_accuracy_heldout_build": summary["data"].get("policy_accuracy_heldout"),
-        "genrm_cot": heldout_subsets(args.run, folder, task),
+        "rationale_format": build.get("rationale_format", "quoted"),
+        "genrm_cot": heldout_subsets(args.run, folder, task, build.get("rationale_format", "quoted")),
         "genrm_train": {"steps": summary["steps"], "tokens_per_s": summary["train_tokens_per_s"],
                         "final_loss": summary["final_loss"]},
         "wall_s": summary["wall_s"],

@@ -15,6 +15,9 @@ mkdir -p logs experiments/checkable-tasks-smollm2/results
 for spec in "$@"; do
   case $spec in
     sudoku-e46) run sudoku-e46 ;;
+    # The same policy and samples (the data build reuses them), rationales that name every cell
+    # (tasks/sudoku.py, "cells"), 80 steps, held-out rationales at temperature 0.2.
+    sudoku-e46-cells) run sudoku-e46-cells data.rationale_format=cells genrm.train.max_steps=80 eval.cot.temperature=0.2 eval.cot.max_rationale_tokens=448 ;;
     sudoku-e810) run sudoku-e810 "data.task.options={min_empty: 8, max_empty: 10}" ;;
     countdown-n3) run countdown-n3 data.task.name=countdown "data.task.options={min_numbers: 3, max_numbers: 3, min_value: 1, max_value: 9, min_target: 1, max_target: 30, operators: ['+', '-', '*']}" ;;
     countdown-n4) run countdown-n4 data.task.name=countdown "data.task.options={min_numbers: 4, max_numbers: 4, min_value: 1, max_value: 20, min_target: 10, max_target: 100, operators: ['+', '-', '*', '/']}" ;;

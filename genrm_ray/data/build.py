@@ -189,6 +189,7 @@ def _drop_inert_policy_keys(train: dict[str, Any]) -> None:
     every folder's hash)."""
     train.pop("logging", None)
     train.pop("output_dir", None)
+    train.pop("storage", None)
     train.get("data", {}).pop("max_verify_examples", None)
 
 

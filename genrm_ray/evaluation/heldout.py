@@ -28,7 +28,8 @@ RATIONALES_FILE = "heldout_rationales.jsonl"  # GenRM-CoT: each pair's sampled r
 
 
 def evaluate_verifier(model_dir: str | Path, heldout: str | Path, backend: str = "vllm", cot=None,
-                      scores_out: str | Path | None = None, **options) -> dict[str, Any]:
+                      scores_out: str | Path | None = None, rationale_format: str = "quoted",
+                      **options) -> dict[str, Any]:
     """Accuracy (score > 0.5 vs the label) and AUROC on a held-out verify_direct file.
 
     ``within_problem_auroc`` is the mean AUROC among each problem's own pairs, over the problems with
@@ -38,7 +39,8 @@ def evaluate_verifier(model_dir: str | Path, heldout: str | Path, backend: str =
     The score is a GenRM's raw p(" Yes") (as in the paper), or the discriminative RM's sigmoid, chosen
     by the saved model's architecture. With ``cot`` (scoring.CotConfig) a GenRM-CoT is scored the
     way it is used: K sampled rationales per pair, reward = mean p(Yes); the share of rationales cut at
-    the budget is reported too. ``scores_out`` gets each pair's score (write_pair_scores), so that runs
+    the budget is reported too, with the rationales' line agreement with the programmatic ones in
+    ``rationale_format`` (the training data's) where the task writes such lines. ``scores_out`` gets each pair's score (write_pair_scores), so that runs
     scored on the same file can be compared pair by pair (compare_runs).
     """
     from genrm_ray.scoring import DiscriminativeScorer, GenRMScorer, VerifyItem, is_classifier_dir
@@ -64,7 +66,8 @@ def evaluate_verifier(model_dir: str | Path, heldout: str | Path, backend: str =
                 extra = {"cot_k": cot.k, "cot_temperature": cot.temperature,
                          "unfinished_share": round(sum(x.unfinished for x in results) / drawn, 4)}
                 agreement = line_agreement(get_task(records[0].task),
-                                           [(i.question, i.solution, x.rationales) for i, x in zip(items, results)])
+                                           [(i.question, i.solution, x.rationales) for i, x in zip(items, results)],
+                                           rationale_format)
                 if agreement is not None:
                     extra["line_agreement"] = agreement
                 if scores_out is not None:  # the rationales beside the scores, for reading them

@@ -168,18 +168,20 @@ def _by_label(lines: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def line_agreement(task: Task, pairs: Sequence[tuple[str, str, Sequence[str]]]) -> dict[str, Any] | None:
+def line_agreement(task: Task, pairs: Sequence[tuple[str, str, Sequence[str]]],
+                   rationale_format: str = "quoted") -> dict[str, Any] | None:
     """How often a verifier's rationale lines equal the programmatic ones, for tasks whose rationales are
     ``task.check_lines`` (reasoning-gym tasks): over ``(question, solution, rationales)``, the share of
     programmatic lines that the rationale writes word for word under the same label, overall and by
     the label's kind (``Row``, ``Column``, ``Box``, ``Step``, ...), and the share of lines whose
-    Correct/Wrong agrees. None when the task has no such rationale."""
+    Correct/Wrong agrees; against the lines in ``rationale_format``, the one the verifier was trained
+    on. None when the task has no such rationale."""
     if not hasattr(task, "check_lines"):
         return None
     counts: dict[str, list[int]] = {}  # kind -> [lines, exact, verdict agrees]
     for question, solution, rationales in pairs:
         try:
-            truth = _by_label(task.check_lines(question, solution))
+            truth = _by_label(task.check_lines(question, solution, rationale_format))
         except NotImplementedError:
             return None
         for text in rationales:

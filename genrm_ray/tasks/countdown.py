@@ -146,7 +146,7 @@ class CountdownTask(ReasoningGymTask):
 
     # ---- verification ---------------------------------------------------------------------------
 
-    def check_lines(self, question: str, solution: str) -> list[str]:
+    def check_lines(self, question: str, solution: str, rationale_format: str = "quoted") -> list[str]:
         parsed = parse_question(question)
         if parsed is None:
             raise ValueError(f"{self.name}: no numbers and target in question {question[:80]!r}")

@@ -138,15 +138,16 @@ class ReasoningGymTask(Task):
 
     # ---- verification ---------------------------------------------------------------------------
 
-    def check_lines(self, question: str, solution: str) -> list[str]:
+    def check_lines(self, question: str, solution: str, rationale_format: str = "quoted") -> list[str]:
         """The step-checking lines of the programmatic rationale (no verdict), from the question text and
-        the solution alone, so held-out pairs stored as prompts can be diagnosed too."""
+        the solution alone, so held-out pairs stored as prompts can be diagnosed too; written in
+        ``rationale_format``, one of ``rationale_formats``."""
         raise NotImplementedError(f"task {self.name!r} has no programmatic verification rationale")
 
-    def verification_rationale(self, problem: Problem, solution: str) -> str:
+    def verification_rationale(self, problem: Problem, solution: str, rationale_format: str = "quoted") -> str:
         """Check lines, then the question and a verdict that is the checker's (the lines are written so
         that every one passes exactly when the checker gives full credit; tests hold them to it)."""
-        lines = self.check_lines(problem.question, solution)
+        lines = self.check_lines(problem.question, solution, rationale_format)
         return "\n".join([*lines, DIRECT_QUESTION + verdict_text(self.is_correct(solution, problem))])
 
     # ---- bootstrapping --------------------------------------------------------------------------

@@ -14,6 +14,17 @@ checks it without solving anything:
 A row line copies the row and the puzzle's row (givens kept?), and every line checks that 1-4 each
 appear once; a line names what fails (a changed given, a repeated digit) and passes silently.
 
+The ``cells`` rationale format (``data.rationale_format: cells``) names every cell, columns a-d and
+rows 1-4, so that a column or box line copies each digit from the row line that holds it by matching
+the cell's name (``c1=``), the copy small transformers do well, instead of counting positions:
+
+    Row 3: a3=4 b3=1 c3=4 d3=2; puzzle a3 3 changed b3 1 c3 4 d3 _; 4 twice. Wrong.
+    Column c: c1=2 c2=3 c3=4 c4=1. Correct.
+    Box 1: a1=2 b1=3 a2=1 b2=4. Correct.
+
+A row line's puzzle part flags a changed given right after it, so that each flag compares one
+copied digit with one named cell.
+
 A grid whose rows keep the puzzle's givens and whose rows, columns and boxes each hold 1-4 once is the
 puzzle's unique solution, so every line passes exactly when reasoning-gym's checker gives full
 credit. Each line copies the solution's digits and compares them; no line needs arithmetic.
@@ -31,6 +42,7 @@ from genrm_ray.tasks.gym import ReasoningGymTask, answer_block
 Grid = list[list[str]]
 RULES = "Fill in the blanks (_) of this 4x4 mini sudoku so that every row, column and 2x2 box holds 1-4 once:"
 DIGITS = ("1", "2", "3", "4")
+LETTERS = ("a", "b", "c", "d")  # column names of the cells format
 _PUZZLE = re.compile(r"(?:puzzle|once):\s*\n((?:[ \t]*[1-4_](?:[ \t]+[1-4_]){3}[ \t]*\n?){4})", re.IGNORECASE)
 
 
@@ -75,6 +87,32 @@ def _line(label: str, digits: list[str], notes: list[str], problems: list[str | 
     return "; ".join([f"{label}: {' '.join(digits)}", *notes, *found]) + f". {WRONG if found else CORRECT}"
 
 
+def _cells(cells: list[tuple[int, int]], grid: Grid) -> str:
+    return " ".join(f"{LETTERS[c]}{r + 1}={grid[r][c]}" for r, c in cells)
+
+
+def _cell_lines(grid: Grid, puzzle: Grid) -> list[str]:
+    """The ``cells`` format's lines (module docstring): rows with the puzzle's givens, columns, boxes."""
+    lines = []
+    for r in range(4):
+        row = [(r, c) for c in range(4)]
+        given = " ".join(f"{LETTERS[c]}{r + 1} {puzzle[r][c]}" + (" changed" if puzzle[r][c] not in ("_", grid[r][c]) else "")
+                         for c in range(4))
+        changed = any(puzzle[r][c] not in ("_", grid[r][c]) for c in range(4))
+        repeated = _once(grid[r])
+        found = [x for x in [repeated] if x]
+        lines.append("; ".join([f"Row {r + 1}: {_cells(row, grid)}", f"puzzle {given}", *found])
+                     + f". {WRONG if changed or found else CORRECT}")
+    groups = [(f"Column {LETTERS[c]}", [(r, c) for r in range(4)]) for c in range(4)]
+    groups += [(f"Box {i + 1}", [(r, c) for r in (br, br + 1) for c in (bc, bc + 1)])
+               for i, (br, bc) in enumerate([(0, 0), (0, 2), (2, 0), (2, 2)])]
+    for label, cells in groups:
+        problem = _once([grid[r][c] for r, c in cells])
+        lines.append("; ".join([f"{label}: {_cells(cells, grid)}", *([problem] if problem else [])])
+                     + f". {WRONG if problem else CORRECT}")
+    return lines
+
+
 def grid_text(grid: Grid) -> str:
     return "\n".join(" ".join(r) for r in grid)
 
@@ -95,7 +133,12 @@ class MiniSudokuTask(ReasoningGymTask):
 
     # ---- verification ---------------------------------------------------------------------------
 
-    def check_lines(self, question: str, solution: str) -> list[str]:
+    rationale_formats = ("quoted", "cells")
+
+    def check_lines(self, question: str, solution: str, rationale_format: str = "quoted") -> list[str]:
+        if rationale_format not in self.rationale_formats:
+            raise ValueError(f"{self.name}: unknown rationale format {rationale_format!r}; known: "
+                             f"{', '.join(self.rationale_formats)}")
         puzzle = parse_puzzle(question)
         if puzzle is None:
             raise ValueError(f"{self.name}: no 4x4 puzzle in question {question[:80]!r}")
@@ -104,6 +147,8 @@ class MiniSudokuTask(ReasoningGymTask):
         if grid is None:
             what = "no answer" if answer is None else "not four rows of four digits 1-4"
             return [f"Grid: {what}. {WRONG}"]
+        if rationale_format == "cells":
+            return _cell_lines(grid, puzzle)
         lines = []
         for i, (row, given) in enumerate(zip(grid, puzzle), start=1):
             changed = [c for c in range(4) if given[c] != "_" and given[c] != row[c]]
