@@ -79,3 +79,31 @@ def engine_log_env(run_dir: Path) -> dict[str, str]:
     config.write_text(json.dumps(vllm_logging_config(run_dir / ENGINE_LOG), indent=2) + "\n")
     logging.getLogger(__name__).debug("vLLM logs: %s", run_dir / ENGINE_LOG)
     return {"VLLM_LOGGING_CONFIG_PATH": str(config)}
+
+
+def engine_log_file() -> Path | None:
+    """The file this process's vLLM logs go to (engine_log_env's config), or None where none is set."""
+    config = os.environ.get("VLLM_LOGGING_CONFIG_PATH")
+    if not config or not Path(config).is_file():
+        return None
+    try:
+        name = json.loads(Path(config).read_text())["handlers"]["file"]["filename"]
+    except (ValueError, KeyError, TypeError):
+        return None  # an operator's own config: leave stderr alone
+    return Path(name)
+
+
+def stderr_to_engine_log() -> Path | None:
+    """Send this process's stderr (fd 2, so child processes too) to the run's engine log.
+
+    For Ray actors that only host a vLLM engine (the data build's samplers). vLLM's shutdown kills
+    multiprocessing's resource tracker, Python relaunches it, and the new tracker prints a KeyError
+    traceback for every shared-memory block it never saw; a healthy run's console should not show
+    them. The actor's errors still reach the driver, as the exceptions Ray raises there."""
+    path = engine_log_file()
+    if path is None:
+        return None
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 2)
+    os.close(fd)
+    return path

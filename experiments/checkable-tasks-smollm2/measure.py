@@ -54,7 +54,9 @@ def policy_pass_at(task, problems, policy: str, n: int, temperature: float, max_
 def heldout_subsets(run: Path, folder: Path, task, rationale_format: str) -> dict:
     records = load_sft_jsonl(folder / "heldout.jsonl", kinds=["verify_direct"])
     scores = [json.loads(line) for line in (run / "heldout_scores.jsonl").read_text().splitlines()]
-    rationales = [json.loads(line) for line in (run / "heldout_rationales.jsonl").read_text().splitlines()]
+    cot = (run / "heldout_rationales.jsonl").is_file()  # GenRM direct writes none
+    rationales = ([json.loads(line) for line in (run / "heldout_rationales.jsonl").read_text().splitlines()] if cot
+                  else [{"rationales": []}] * len(records))
     policy = {(s["problem_id"], s["solution"].strip()) for s in map(json.loads, (folder / "samples.jsonl").read_text().splitlines())}
     out = {}
     for name, keep in (("policy_samples", True), ("all_pairs", None)):
@@ -70,13 +72,26 @@ def heldout_subsets(run: Path, folder: Path, task, rationale_format: str) -> dic
             by_problem.setdefault(r.problem_id, []).append(i)
         within, both = within_problem_auroc([[values[i] for i in ix] for ix in by_problem.values()],
                                             [[labels[i] for i in ix] for ix in by_problem.values()])
-        agreement = line_agreement(task, [(q, sol, x["rationales"]) for _, _, x, q, sol in rows], rationale_format)
+        agreement = (line_agreement(task, [(q, sol, x["rationales"]) for _, _, x, q, sol in rows], rationale_format)
+                     if cot else None)
         out[name] = {"pairs": len(rows), "right": sum(labels),
                      "auroc": round(auroc(values, labels), 4) if 0 < sum(labels) < len(labels) else None,
                      "within_problem_auroc": None if within is None else round(within, 4), "problems_with_both": both,
                      "accuracy": round(sum((v > 0.5) == y for v, y in zip(values, labels)) / max(1, len(rows)), 4),
                      "line_agreement": agreement}
     return out
+
+
+def machine() -> dict:
+    import os
+    import platform
+
+    from genrm_ray.env import cpu_has_fast_bf16
+
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    return {"cpu": model, "cpus": os.cpu_count(), "fast_bf16": cpu_has_fast_bf16(),
+            "load_average_at_measure": [round(x, 2) for x in os.getloadavg()]}
 
 
 def main() -> int:
@@ -100,10 +115,13 @@ def main() -> int:
                                  s.get("engine_options", {})),
         "policy_accuracy_heldout_build": summary["data"].get("policy_accuracy_heldout"),
         "rationale_format": build.get("rationale_format", "quoted"),
-        "genrm_cot": heldout_subsets(args.run, folder, task, build.get("rationale_format", "quoted")),
+        "genrm_mode": "cot" if (args.run / "heldout_rationales.jsonl").is_file() else "direct",
+        "genrm": heldout_subsets(args.run, folder, task, build.get("rationale_format", "quoted")),
         "genrm_train": {"steps": summary["steps"], "tokens_per_s": summary["train_tokens_per_s"],
                         "final_loss": summary["final_loss"]},
         "wall_s": summary["wall_s"],
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
     }
     text = json.dumps(result, indent=2)
     print(text)

