@@ -32,14 +32,11 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
-import subprocess
-import sys
 import time
 from types import SimpleNamespace
 
-from serve_common import REPO, checkpoint, deploy, start_ray
+from serve_common import REPO, checkpoint, deploy, start_ray, write_results
 
 MAX_WALL_S = 600  # a measurement that runs longer is cut off and reported as such
 
@@ -130,11 +127,6 @@ async def openrlhf(name: str, remote_url: str, data: list[tuple[str, str]], toke
     return summary(name, len(data), wall, latencies, len(data), missing_rewards=missing), rewards
 
 
-def cpu_model() -> str | None:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")), None)
-
-
 WAYS = ("batched", "single_handle", "single_http", "openrlhf_http", "openrlhf_file", "batched")
 
 
@@ -195,13 +187,9 @@ def main() -> None:
             r["vs_batched"] = round(r["rewards_per_s"] / base, 3)  # against the mean of the two batched runs
         results += rows
         serve.delete(cfg.http.app_name)
-    out = {"command": "python " + " ".join(["benchmarks/client_traffic.py", *sys.argv[1:]]),
-           "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
-           "checkpoint": "tiny random-init GenRM (benchmarks/serve_common.checkpoint)" if not args.checkpoint else args.checkpoint,
+    out = {"checkpoint": "tiny random-init GenRM (benchmarks/serve_common.checkpoint)" if not args.checkpoint else args.checkpoint,
            "mode": "direct", "prompts": args.prompts, "group": args.group, "results": results}
-    with open(args.out, "w") as f:
-        json.dump(out, f, indent=2)
-    print(f"wrote {args.out}")
+    write_results(args.out, out, "benchmarks/client_traffic.py")
     serve.shutdown()
 
 

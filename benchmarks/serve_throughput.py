@@ -31,13 +31,10 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import os
-import platform
 import random
-import sys
 import time
 
-from serve_common import REPO, checkpoint, deploy, pairs, start_ray
+from serve_common import REPO, checkpoint, deploy, pairs, start_ray, write_results
 
 
 class SplitN:
@@ -125,7 +122,6 @@ def main() -> None:
     served_cot = dataclasses.replace(cfg.scoring.cot, k=args.cot_k)
     share = CotConfig(k=args.share_k, max_rationale_tokens=args.share_tokens, seed=0)
     results: dict = {
-        "command": "python benchmarks/serve_throughput.py " + " ".join(sys.argv[1:]),
         "checkpoint": ckpt, "task": task, "engine_options": engine, "concurrency": args.concurrency, "items_per_request": args.items,
         "cot_saturation": {"k": args.cot_k, "max_rationale_tokens": served_cot.max_rationale_tokens,
                            "requests": args.cot_requests, "items_per_request": args.cot_items},
@@ -262,11 +258,8 @@ def main() -> None:
         print({name: grpo_out[name]}, flush=True)
     results["grpo_load"] = grpo_out
     serve.shutdown()
-    results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": [round(x, 2) for x in os.getloadavg()]}
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=2)
     print(json.dumps(results, indent=1))
-    print(f"wrote {args.out}")
+    write_results(args.out, results, "benchmarks/serve_throughput.py")
 
 
 if __name__ == "__main__":

@@ -23,14 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
-from serve_common import REPO, checkpoint, deploy, start_ray
+from serve_common import REPO, checkpoint, deploy, start_ray, write_results
 
 SETUPS = ("two_sync", "two_async", "one_sync", "one_async")
 
@@ -110,18 +107,12 @@ def main() -> None:
         sync, asyn = summary[f"{n}_sync"], summary[f"{n}_async"]
         summary[f"{n}_async_vs_sync"] = {"reward_time": round(asyn["reward_s_median"] / sync["reward_s_median"], 3),
                                          "step_time": round(asyn["step_s_median"] / sync["step_s_median"], 3)}
-    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), None)
-    out = {"command": "python " + " ".join(["benchmarks/trl_async_reward.py", *sys.argv[1:]]),
-           "machine": {"cpu": model, "cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
-           "policy_and_genrm": "tiny random-init model (benchmarks/serve_common.checkpoint)",
+    out = {"policy_and_genrm": "tiny random-init model (benchmarks/serve_common.checkpoint)",
            "grpo": {"per_device_train_batch_size": 8, "num_generations": 4, "max_completion_length": 24, "steps": args.steps,
                     "rounds": args.rounds},
            "summary": summary, "runs": runs}
-    with open(args.out, "w") as f:
-        json.dump(out, f, indent=2)
     print(json.dumps(summary, indent=2))
-    print(f"wrote {args.out}")
+    write_results(args.out, out, "benchmarks/trl_async_reward.py")
 
 
 if __name__ == "__main__":

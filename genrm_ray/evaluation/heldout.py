@@ -40,8 +40,9 @@ def evaluate_verifier(model_dir: str | Path, heldout: str | Path, backend: str =
     by the saved model's architecture. With ``cot`` (scoring.CotConfig) a GenRM-CoT is scored the
     way it is used: K sampled rationales per pair, reward = mean p(Yes); the share of rationales cut at
     the budget is reported too, with the rationales' line agreement with the programmatic ones in
-    ``rationale_format`` (the training data's) where the task writes such lines. ``scores_out`` gets each pair's score (write_pair_scores), so that runs
-    scored on the same file can be compared pair by pair (compare_runs).
+    ``rationale_format`` (the training data's) where the task writes such lines. ``scores_out`` gets
+    each pair's score (write_pair_scores), so that runs scored on the same file can be compared pair
+    by pair (compare_runs).
     """
     from genrm_ray.scoring import DiscriminativeScorer, GenRMScorer, VerifyItem, is_classifier_dir
 
