@@ -49,6 +49,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from genrm_ray import prompts, runs
 from genrm_ray.config import to_dict
+from genrm_ray.env import release_free_memory
 from genrm_ray.run_logger import RunLogger
 from genrm_ray.runs import require_hf_model_dir
 from genrm_ray.train.config import TrainConfig, check_train_config, resolve_bf16
@@ -375,6 +376,10 @@ def _train(cfg: TrainConfig, console: TextIO, local: Path) -> None:
         t0 = time.perf_counter()
         terms = train_step(engine, micro_batches, cfg.objective.name, cfg.objective.lambda_correct)
         step_time = time.perf_counter() - t0
+        if device.type == "cpu":
+            # glibc keeps the freed activations of every sequence length seen: a CoT run's worker grew
+            # to 12 GB by step 6 and the node's memory monitor killed the group.
+            release_free_memory()
         counts = counts.to(device)  # nccl reduces device tensors only
         torch.distributed.all_reduce(counts)  # global token counts
         tokens, pad = int(counts[0]), int(counts[1])
