@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The selection runs, one after another (each a jobs/train_genrm.py run at the demo's budget, then
 # measure.py for pass@k and the held-out figures on the policy's own solutions). Logs in logs/.
+# Everything is inside main(), so bash has read the whole file before running it: editing the file
+# while a run goes on does not change (or break) that run.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 PY=.venv/bin/python
@@ -11,13 +13,15 @@ run() {  # name, overrides...
   fi
   $PY experiments/checkable-tasks-smollm2/measure.py runs/select-$name --out experiments/checkable-tasks-smollm2/results/select-$name.json > logs/select-$name.select.log 2>&1 || echo "$name select failed"
 }
+main() {
 mkdir -p logs experiments/checkable-tasks-smollm2/results
 for spec in "$@"; do
   case $spec in
     sudoku-e46) run sudoku-e46 ;;
     # The same policy and samples (the data build reuses them), rationales that name every cell
-    # (tasks/sudoku.py, "cells"), 80 steps, held-out rationales at temperature 0.2.
-    sudoku-e46-cells) run sudoku-e46-cells data.rationale_format=cells genrm.train.max_steps=80 eval.cot.temperature=0.2 eval.cot.max_rationale_tokens=448 ;;
+    # (tasks/sudoku.py, "cells"), 80 steps (micro-batches of 2: the longer examples ran out of memory at
+    # 4), held-out rationales at temperature 0.2.
+    sudoku-e46-cells) run sudoku-e46-cells data.rationale_format=cells genrm.train.max_steps=80 genrm.train.micro_batch_size=2 genrm.train.grad_accum=2 eval.cot.temperature=0.2 eval.cot.max_rationale_tokens=448 ;;
     # The same data, GenRM direct (one token, no rationale): what fits the demo's 30 minutes.
     sudoku-e46-direct) run sudoku-e46-direct genrm.objective.mode=direct genrm.train.max_steps=60 genrm.data.max_length=256 ;;
     sudoku-e810) run sudoku-e810 "data.task.options={min_empty: 8, max_empty: 10}" ;;
@@ -26,3 +30,5 @@ for spec in "$@"; do
     *) echo "unknown spec $spec" ;;
   esac
 done
+}
+main "$@"
