@@ -9,21 +9,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from genrm_ray.evaluation.config import EvalConfig
-from genrm_ray.evaluation.metrics import (
+from genrm_ray.evaluation.metrics import compute_matched, pool_metrics
+from genrm_ray.evaluation.pools import PoolProblem, VerifierSpec, first_copies
+from genrm_ray.evaluation.report import markdown_report
+from genrm_ray.stats import (
     auroc,
     best_of_n_accuracy,
-    compute_matched,
     majority_vote_accuracy,
     mean_ci95,
     paired_auroc_bootstrap,
     paired_bootstrap,
     pass_at_n,
     per_solution_auroc,
-    pool_metrics,
     within_problem_auroc,
 )
-from genrm_ray.evaluation.pools import PoolProblem, VerifierSpec, first_copies
-from genrm_ray.evaluation.report import markdown_report
 from genrm_ray.tasks import get_task
 
 

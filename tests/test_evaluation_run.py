@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from genrm_ray.evaluation.metrics import best_of_n_accuracy, pass_at_n
+from genrm_ray.stats import best_of_n_accuracy, pass_at_n
 from genrm_ray.tasks import get_task
 
 REPO = Path(__file__).resolve().parent.parent

@@ -25,8 +25,8 @@ sys.path.insert(0, str(REPO))
 import genrm_ray  # noqa: E402,F401  (caches + offline settings)
 from genrm_ray import prompts  # noqa: E402
 from genrm_ray.data.sft import load_sft_jsonl  # noqa: E402
-from genrm_ray.evaluation.metrics import auroc, pass_at_n, within_problem_auroc  # noqa: E402
 from genrm_ray.evaluation.rationales import line_agreement  # noqa: E402
+from genrm_ray.stats import auroc, pass_at_n, within_problem_auroc  # noqa: E402
 from genrm_ray.tasks import get_task  # noqa: E402
 
 

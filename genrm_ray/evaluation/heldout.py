@@ -19,8 +19,8 @@ from typing import Any
 
 from genrm_ray import prompts
 from genrm_ray.data.sft import SFTRecord, load_sft_jsonl
-from genrm_ray.evaluation.metrics import auroc, paired_auroc_bootstrap, within_problem_auroc
 from genrm_ray.evaluation.rationales import line_agreement
+from genrm_ray.stats import auroc, paired_auroc_bootstrap, within_problem_auroc
 from genrm_ray.tasks import get_task
 
 SCORES_FILE = "heldout_scores.jsonl"  # per pair, in the training run's directory

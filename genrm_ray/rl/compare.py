@@ -4,7 +4,7 @@ Every held-out evaluation of jobs/train_grpo.py appends its per-problem outcomes
 heldout.jsonl (genrm_ray.rl.step.log_heldout). Runs of one config evaluate the same problems from the
 same starting policy, so a run's gain (last evaluation minus step 0) and the difference between two
 runs' last evaluations are paired over problems: a bootstrap that resamples problems gives their 95%
-CIs (genrm_ray.evaluation.metrics.paired_bootstrap), far tighter than two independent +-0.07 CIs.
+CIs (genrm_ray.stats.paired_bootstrap), far tighter than two independent +-0.07 CIs.
 
     python -m genrm_ray.rl.compare oracle=runs/grpo-ar-oracle genrm_cot=runs/grpo-ar-genrm_cot \\
         --reference genrm_cot --out results.json --plot curves.png
@@ -26,9 +26,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from genrm_ray.evaluation.metrics import paired_bootstrap
 from genrm_ray.rl.plots import plot_grpo_runs, read_metrics
 from genrm_ray.rl.step import HELDOUT_FILE, heldout_correct, log_heldout, mean_or
+from genrm_ray.stats import paired_bootstrap
 
 REEVALUATED_FILE = "heldout_reevaluated.json"  # evaluate_run_exports' means beside the logged ones
 

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 
 from genrm_ray import prompts
-from genrm_ray.evaluation.metrics import auroc
 from genrm_ray.responses import BLANK_REWARD, blank_detail, is_blank
 from genrm_ray.rl.grpo import Rollout, RolloutBatch, group_advantages, make_rollout_batch
+from genrm_ray.stats import auroc
 
 if TYPE_CHECKING:
     from genrm_ray.rl.config import GRPOConfig, RolloutConfig
@@ -240,11 +240,11 @@ VERIFIER_EXPORT = "verifier_hf"  # the refreshed verifier's HF export, in a chec
 def save_checkpoint(policy: Policy, run_dir: Path, step: int, elapsed_s: float, verifier: Any = None) -> Path:
     """The policy's optimizer and weights after ``step``, the refreshed verifier's export (``verifier``:
     its trainer, with refresh on), and the run's elapsed time (the time budget carries over a resume)."""
-    import ray
-
     folder = Path(run_dir) / "checkpoints" / f"step_{step}"
     policy.save_checkpoint(str(folder), tag=f"step_{step}")
     if verifier is not None:
+        import ray  # only with a verifier actor: the rest needs no Ray
+
         ray.get(verifier.save_hf.remote(str(folder / VERIFIER_EXPORT)))
     (folder / "state.json").write_text(json.dumps({"step": step, "elapsed_s": elapsed_s}) + "\n")
     return folder
