@@ -300,9 +300,7 @@ def _build(build: DataBuildConfig, folder: Path, log) -> dict[str, Any]:
 
 
 def rationale_fn(task, rationale_format: str):
-    """``task.verification_rationale`` writing ``rationale_format`` (the default form takes no keyword)."""
-    if rationale_format == "quoted":
-        return task.verification_rationale
+    """``task.verification_rationale`` writing ``rationale_format``."""
     return functools.partial(task.verification_rationale, rationale_format=rationale_format)
 
 

@@ -239,15 +239,15 @@ class Task:
 
     # ---- verification ---------------------------------------------------------------------------
 
-    # The formats verification_rationale(..., rationale_format=...) can write; math tasks add more.
+    # The formats verification_rationale(..., rationale_format=...) can write (data.rationale_format,
+    # checked against this before a job starts); math tasks and mini_sudoku add more.
     rationale_formats: tuple[str, ...] = ("quoted",)
 
-    def verification_rationale(self, problem: Problem, solution: str) -> str:
-        """A step-by-step check of ``solution`` ending ``DIRECT_QUESTION + YES/NO``.
+    def verification_rationale(self, problem: Problem, solution: str, rationale_format: str = "quoted") -> str:
+        """A step-by-step check of ``solution`` ending ``DIRECT_QUESTION + YES/NO``, in ``rationale_format``.
 
         Each step line quotes the solution's claim (``check_line``) or says it skipped the step
-        (``skip_line``). The verdict always equals ``is_correct(solution, problem)``. Tasks with more
-        than one of ``rationale_formats`` take a ``rationale_format`` keyword.
+        (``skip_line``). The verdict always equals ``is_correct(solution, problem)``.
         """
         raise NotImplementedError(f"task {self.name!r} has no programmatic verification rationale")
 

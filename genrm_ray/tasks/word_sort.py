@@ -62,7 +62,7 @@ class WordSortTask(Task):
 
     # ---- verification ---------------------------------------------------------------------------
 
-    def verification_rationale(self, problem: Problem, solution: str) -> str:
+    def verification_rationale(self, problem: Problem, solution: str, rationale_format: str = "quoted") -> str:
         words = parse_quoted_words(problem.question)
         if words is None:  # a loaded question in another wording: only the answer can be checked
             return self.finish_rationale(problem, solution, [], None)
