@@ -4,7 +4,7 @@ progress bars, one summary line per phase and the result.
 - Ray Data (in the driver): its console handler logs warnings only; everything still goes to
   ``ray-data.log`` in the Ray session's log folder (Ray Data's own file handler).
 - vLLM (in every process that imports it, Ray workers included): INFO and up go to ``<run dir>/vllm.log``,
-  warnings also to the console. Set through ``VLLM_LOGGING_CONFIG_PATH``, which a local Ray cluster's
+  errors also to the console. Set through ``VLLM_LOGGING_CONFIG_PATH``, which a local Ray cluster's
   workers inherit from the driver and a cluster joined by address gets through the job's runtime_env.
 
 ``configure()`` runs when genrm_ray.launch is imported (before ray.data is); ``engine_log_env(run_dir)``
@@ -24,6 +24,9 @@ from genrm_ray.env import cache_dir
 
 ENGINE_LOG = "vllm.log"
 CONSOLE_LEVEL = "WARNING"
+# vLLM warns at every engine start about what a CPU build lacks (Triton, inductor settings): the
+# console shows its errors only, the run's vllm.log everything from INFO.
+ENGINE_CONSOLE_LEVEL = "ERROR"
 
 
 def ray_data_logging_config() -> dict:
@@ -43,7 +46,7 @@ def ray_data_logging_config() -> dict:
 
 
 def vllm_logging_config(log_file: Path) -> dict:
-    """vLLM's logger: everything from INFO to ``log_file``, warnings and errors also to stderr."""
+    """vLLM's logger: everything from INFO to ``log_file``, errors also to stderr."""
     fmt = {"()": "vllm.logging_utils.NewLineFormatter", "datefmt": "%m-%d %H:%M:%S",
            "format": "%(levelname)s %(asctime)s [%(filename)s:%(lineno)d] %(message)s"}
     return {
@@ -53,7 +56,7 @@ def vllm_logging_config(log_file: Path) -> dict:
         "handlers": {
             "file": {"class": "logging.FileHandler", "filename": str(log_file), "formatter": "vllm", "level": "INFO"},
             "console": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "vllm",
-                        "level": CONSOLE_LEVEL},
+                        "level": ENGINE_CONSOLE_LEVEL},
         },
         "loggers": {"vllm": {"handlers": ["file", "console"], "level": "INFO", "propagate": False}},
     }
