@@ -99,10 +99,12 @@ def engine_log_file() -> Path | None:
 def stderr_to_engine_log() -> Path | None:
     """Send this process's stderr (fd 2, so child processes too) to the run's engine log.
 
-    For Ray actors that only host a vLLM engine (the data build's samplers). vLLM's shutdown kills
-    multiprocessing's resource tracker, Python relaunches it, and the new tracker prints a KeyError
-    traceback for every shared-memory block it never saw; a healthy run's console should not show
-    them. The actor's errors still reach the driver, as the exceptions Ray raises there."""
+    For Ray actors that only host an engine (the samplers of the data build and the evaluation's pools,
+    the evaluation's verifier scorers). vLLM's shutdown kills multiprocessing's resource tracker,
+    Python relaunches it, and the new tracker prints a KeyError traceback for every shared-memory block
+    it never saw; a healthy run's console should show neither those nor the loading bars and library
+    warnings of every engine start. The actor's errors still
+    reach the driver, as the exceptions Ray raises there."""
     path = engine_log_file()
     if path is None:
         return None

@@ -1,7 +1,7 @@
 """Sampling a policy at dataset scale: a Ray Data pipeline over a pool of vLLM engine actors.
 
     problems --from_items--> rows {problem_id, task, question}
-             --map_batches(PolicySampler, concurrency=K)--> rows {problem_id, sample_index, solution, ...}
+             --map_batches(PolicySampler, K actors)--> rows {problem_id, sample_index, solution, ...}
 
 Each `PolicySampler` actor owns one vLLM engine (through `genrm_ray.engine.make_backend("vllm")`),
 so the same code runs one engine on a laptop and K engines (one per GPU) across a cluster; Ray Data
@@ -125,7 +125,7 @@ def sample_solutions(problems: Sequence[Problem], model_dir: str | Path, cfg: Sa
             max_tokens=cfg.max_tokens, seed=cfg.seed, engine_options=cfg.engine_options,
         ),
         batch_size=cfg.batch_size,
-        concurrency=cfg.concurrency,
+        compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),  # K engines, each an actor
         num_cpus=cfg.num_cpus,
         num_gpus=cfg.num_gpus,
     )

@@ -73,7 +73,9 @@ class VerifierScorer:
 
     def __init__(self, spec: dict[str, Any], cot: dict[str, Any], scoring: dict[str, Any]) -> None:
         import genrm_ray  # noqa: F401  (caches + offline settings inside the actor process)
+        from genrm_ray import console
 
+        console.stderr_to_engine_log()  # engine noise and shutdown tracebacks: the run's vllm.log
         self.spec = VerifierSpec(**spec)
         from genrm_ray.scoring import CotConfig, DiscriminativeScorer, GenRMScorer
 
@@ -234,7 +236,8 @@ def score_pools(cfg: EvalConfig, pools: dict[str, list[PoolProblem]], spec: Veri
         VerifierScorer,
         fn_constructor_kwargs=dict(spec=dataclasses.asdict(spec), cot=dataclasses.asdict(cfg.cot),
                                    scoring=dataclasses.asdict(s)),
-        batch_size=s.batch_size, concurrency=s.concurrency, num_cpus=s.num_cpus, num_gpus=s.num_gpus,
+        batch_size=s.batch_size, compute=ray.data.ActorPoolStrategy(size=s.concurrency), num_cpus=s.num_cpus,
+        num_gpus=s.num_gpus,
     )
     got = {(str(r["problem_id"]), int(r["sample_index"])): r for r in ds.take_all()}
     if len(got) != len(rows):
