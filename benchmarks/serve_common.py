@@ -79,21 +79,10 @@ def pairs(n_problems: int, per_problem: int, seed: int = 0, task: str = "last_le
             for c in task.candidate_solutions(p, per_problem, rng)]
 
 
-def machine() -> dict:
-    """What the figures were measured on: the CPU model, its count, the platform and the load."""
-    import platform
-    import subprocess
-
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    cpu = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")), None)
-    return {"cpu": cpu, "cpus": os.cpu_count(), "platform": platform.platform(),
-            "load_average": [round(x, 2) for x in os.getloadavg()]}
-
-
 def write_results(path: str | Path, results: dict, script: str) -> None:
     """``results`` with the command that made them and the machine, as JSON at ``path``."""
     import json
 
-    out = {"command": " ".join(["python", script, *sys.argv[1:]]), "machine": machine(), **results}
+    out = {"command": " ".join(["python", script, *sys.argv[1:]]), "machine": genrm_ray.env.machine_record(), **results}
     Path(path).write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {path}")

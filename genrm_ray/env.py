@@ -113,6 +113,21 @@ def cpu_has_fast_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def machine_record() -> dict:
+    """What a figure was measured on, for results JSON: the CPU model and count, whether it has fast
+    bf16, the platform and the load average (other jobs on the machine slow what is measured)."""
+    import platform
+
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
+               platform.processor() or None)
+    return {"cpu": cpu, "cpus": os.cpu_count(), "fast_bf16": cpu_has_fast_bf16(), "platform": platform.platform(),
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
 def connect_ray(address: str | None = "", **init_options) -> None:
     """Join the Ray cluster at ``address`` or $RAY_ADDRESS (set by ``ray job submit``), else start a
     local one; a no-op when this process is already connected (e.g. from a test session).

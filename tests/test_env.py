@@ -66,3 +66,11 @@ print(json.dumps({"held": held, "after": rss(), "node": node_memory_used_gib()})
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["held"] - seen["after"] > 0.25, seen  # of the 1.6 GiB freed, glibc held 0.4 GiB here
     assert 0 < seen["node"] < 1024
+
+
+def test_machine_record_names_the_cpu_and_the_load():
+    from genrm_ray.env import cpu_has_fast_bf16, machine_record
+
+    m = machine_record()
+    assert m["cpus"] == os.cpu_count() and m["fast_bf16"] == cpu_has_fast_bf16()
+    assert m["cpu"] and m["platform"] and len(m["load_average"]) == 3

@@ -25,6 +25,8 @@ sys.path.insert(0, str(REPO))
 import genrm_ray  # noqa: E402,F401  (caches + offline settings)
 from genrm_ray import prompts  # noqa: E402
 from genrm_ray.data.sft import load_sft_jsonl  # noqa: E402
+from genrm_ray.env import machine_record  # noqa: E402
+from genrm_ray.evaluation.heldout import RATIONALES_FILE, SCORES_FILE  # noqa: E402
 from genrm_ray.evaluation.rationales import line_agreement  # noqa: E402
 from genrm_ray.stats import auroc, pass_at_n, within_problem_auroc  # noqa: E402
 from genrm_ray.tasks import get_task  # noqa: E402
@@ -53,9 +55,9 @@ def policy_pass_at(task, problems, policy: str, n: int, temperature: float, max_
 
 def heldout_subsets(run: Path, folder: Path, task, rationale_format: str) -> dict:
     records = load_sft_jsonl(folder / "heldout.jsonl", kinds=["verify_direct"])
-    scores = [json.loads(line) for line in (run / "heldout_scores.jsonl").read_text().splitlines()]
-    cot = (run / "heldout_rationales.jsonl").is_file()  # GenRM direct writes none
-    rationales = ([json.loads(line) for line in (run / "heldout_rationales.jsonl").read_text().splitlines()] if cot
+    scores = [json.loads(line) for line in (run / SCORES_FILE).read_text().splitlines()]
+    cot = (run / RATIONALES_FILE).is_file()  # GenRM direct writes none
+    rationales = ([json.loads(line) for line in (run / RATIONALES_FILE).read_text().splitlines()] if cot
                   else [{"rationales": []}] * len(records))
     policy = {(s["problem_id"], s["solution"].strip()) for s in map(json.loads, (folder / "samples.jsonl").read_text().splitlines())}
     out = {}
@@ -82,18 +84,6 @@ def heldout_subsets(run: Path, folder: Path, task, rationale_format: str) -> dic
     return out
 
 
-def machine() -> dict:
-    import os
-    import platform
-
-    from genrm_ray.env import cpu_has_fast_bf16
-
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    return {"cpu": model, "cpus": os.cpu_count(), "fast_bf16": cpu_has_fast_bf16(),
-            "load_average_at_measure": [round(x, 2) for x in os.getloadavg()]}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
@@ -106,6 +96,7 @@ def main() -> int:
     t = build["task"]
     task = get_task(t["name"], t.get("options"))
     heldout = task.generate("validation", t["n_heldout"], seed=t["seed"])
+    rationale_format = build.get("rationale_format", "quoted")
     s = build["sampling"]
     result = {
         "command": "python experiments/checkable-tasks-smollm2/measure.py " + " ".join(sys.argv[1:]),
@@ -114,13 +105,13 @@ def main() -> int:
         "policy": policy_pass_at(task, heldout, summary["data"]["policy"], args.samples, s["temperature"], s["max_tokens"],
                                  s.get("engine_options", {})),
         "policy_accuracy_heldout_build": summary["data"].get("policy_accuracy_heldout"),
-        "rationale_format": build.get("rationale_format", "quoted"),
-        "genrm_mode": "cot" if (args.run / "heldout_rationales.jsonl").is_file() else "direct",
-        "genrm": heldout_subsets(args.run, folder, task, build.get("rationale_format", "quoted")),
+        "rationale_format": rationale_format,
+        "genrm_mode": "cot" if (args.run / RATIONALES_FILE).is_file() else "direct",
+        "genrm": heldout_subsets(args.run, folder, task, rationale_format),
         "genrm_train": {"steps": summary["steps"], "tokens_per_s": summary["train_tokens_per_s"],
                         "final_loss": summary["final_loss"]},
         "wall_s": summary["wall_s"],
-        "machine": machine(),
+        "machine": machine_record(),
         "date": time.strftime("%Y-%m-%d"),
     }
     text = json.dumps(result, indent=2)

@@ -64,13 +64,13 @@ def parse_grid(answer: str | None) -> Grid | None:
     return rows
 
 
-def _columns(grid: Grid) -> Grid:
-    return [[grid[r][c] for r in range(4)] for c in range(4)]
+# The (row, column) cells of columns 1-4 and of boxes 1-4 (in reading order, each read row by row).
+COLUMN_CELLS = [[(r, c) for r in range(4)] for c in range(4)]
+BOX_CELLS = [[(r, c) for r in (br, br + 1) for c in (bc, bc + 1)] for br in (0, 2) for bc in (0, 2)]
 
 
-def _boxes(grid: Grid) -> Grid:
-    """Boxes 1-4 in reading order, each read row by row."""
-    return [[grid[r][c] for r in (br, br + 1) for c in (bc, bc + 1)] for br in (0, 2) for bc in (0, 2)]
+def _digits(groups: list[list[tuple[int, int]]], grid: Grid) -> Grid:
+    return [[grid[r][c] for r, c in cells] for cells in groups]
 
 
 def _once(digits: list[str]) -> str | None:
@@ -95,17 +95,14 @@ def _cell_lines(grid: Grid, puzzle: Grid) -> list[str]:
     """The ``cells`` format's lines (module docstring): rows with the puzzle's givens, columns, boxes."""
     lines = []
     for r in range(4):
-        row = [(r, c) for c in range(4)]
-        given = " ".join(f"{LETTERS[c]}{r + 1} {puzzle[r][c]}" + (" changed" if puzzle[r][c] not in ("_", grid[r][c]) else "")
-                         for c in range(4))
-        changed = any(puzzle[r][c] not in ("_", grid[r][c]) for c in range(4))
+        changed = [puzzle[r][c] not in ("_", grid[r][c]) for c in range(4)]
+        given = " ".join(f"{LETTERS[c]}{r + 1} {puzzle[r][c]}" + (" changed" if changed[c] else "") for c in range(4))
         repeated = _once(grid[r])
-        found = [x for x in [repeated] if x]
-        lines.append("; ".join([f"Row {r + 1}: {_cells(row, grid)}", f"puzzle {given}", *found])
-                     + f". {WRONG if changed or found else CORRECT}")
-    groups = [(f"Column {LETTERS[c]}", [(r, c) for r in range(4)]) for c in range(4)]
-    groups += [(f"Box {i + 1}", [(r, c) for r in (br, br + 1) for c in (bc, bc + 1)])
-               for i, (br, bc) in enumerate([(0, 0), (0, 2), (2, 0), (2, 2)])]
+        lines.append("; ".join([f"Row {r + 1}: {_cells([(r, c) for c in range(4)], grid)}", f"puzzle {given}",
+                                *([repeated] if repeated else [])])
+                     + f". {WRONG if any(changed) or repeated else CORRECT}")
+    groups = [(f"Column {LETTERS[c]}", cells) for c, cells in enumerate(COLUMN_CELLS)]
+    groups += [(f"Box {i + 1}", cells) for i, cells in enumerate(BOX_CELLS)]
     for label, cells in groups:
         problem = _once([grid[r][c] for r, c in cells])
         lines.append("; ".join([f"{label}: {_cells(cells, grid)}", *([problem] if problem else [])])
@@ -155,7 +152,7 @@ class MiniSudokuTask(ReasoningGymTask):
             notes = [f"puzzle {' '.join(given)}"]
             problem = f"column {changed[0] + 1} given {given[changed[0]]} changed" if changed else None
             lines.append(_line(f"Row {i}", row, notes, [problem]))
-        for label, groups in (("Column", _columns(grid)), ("Box", _boxes(grid))):
+        for label, groups in (("Column", _digits(COLUMN_CELLS, grid)), ("Box", _digits(BOX_CELLS, grid))):
             for i, digits in enumerate(groups, start=1):
                 lines.append(_line(f"{label} {i}", digits, [], []))
         return lines
