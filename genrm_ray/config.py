@@ -33,7 +33,10 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     cfg = cls()
     if path is not None:
         with open(path) as f:
-            raw = yaml.safe_load(f)
+            try:
+                raw = yaml.safe_load(f)
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
@@ -45,11 +48,22 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.lr=1e-3)")
         *parents, leaf = key.strip().split(".")
         # `key=` means the empty string (YAML would read it as null)
-        nested: dict[str, Any] = {leaf: yaml.safe_load(text) if text.strip() else ""}
+        try:
+            nested: dict[str, Any] = {leaf: yaml.safe_load(text) if text.strip() else ""}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({_yaml_problem(e)}); quote a value "
+                              "holding '=' or brackets, e.g. 'a.b=[\"x=1\"]'") from None
         for part in reversed(parents):
             nested = {part: nested}
         _update(cfg, nested, prefix="", source=f"override {item!r}")
     return cfg
+
+
+def _yaml_problem(e: Exception) -> str:
+    """PyYAML's message, with the line and column where it found the problem (1-based)."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

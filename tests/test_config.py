@@ -85,3 +85,16 @@ def test_train_config_overrides_reach_nested_sections():
     cfg = load_config(TrainConfig, None, ["train.lr=1e-3", "deepspeed.zero_stage=3", "objective.name=policy"])
     assert cfg.train.lr == 1e-3 and cfg.deepspeed.zero_stage == 3 and cfg.objective.name == "policy"
     assert TrainConfig().deepspeed.zero_stage == 2  # defaults untouched (no shared mutable state)
+
+
+def test_invalid_yaml_names_the_file_line_or_the_override(tmp_path):
+    from genrm_ray.genrm_job import GenRMJobConfig
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("genrm:\n  train: {max_steps: 3\nrun_dir: x\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML: expected .* at line 3, column 8"):
+        load_config(GenRMJobConfig, bad)
+    with pytest.raises(ConfigError, match=r"override 'eval.best_of_n_overrides=\[k_curve=\[1,4\]\]': the value is not valid YAML"):
+        load_config(GenRMJobConfig, None, ["eval.best_of_n_overrides=[k_curve=[1,4]]"])
+    quoted = load_config(GenRMJobConfig, None, ['eval.best_of_n_overrides=["k_curve=[1,4]"]'])
+    assert quoted.eval.best_of_n_overrides == ["k_curve=[1,4]"]
