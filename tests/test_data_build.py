@@ -3,6 +3,7 @@ adversarial suite, their share and labels, the cache key, and problems drawn fro
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from genrm_ray import prompts
 from genrm_ray.config import ConfigError, to_dict
 from genrm_ray.data import sft
-from genrm_ray.data.build import DataBuildConfig, cache_key, check_hard_negative_share, mix_hard_negatives
+from genrm_ray.data.build import DataBuildConfig, cache_key, check_hard_negative_share, check_verify_balance, mix_hard_negatives
 from genrm_ray.data.sft import LabelledSolution
 from genrm_ray.tasks import get_task
 
@@ -52,6 +53,9 @@ def test_share_is_checked_and_the_default_keeps_old_cache_keys():
     assert cache_key(with_share) != cache_key(DataBuildConfig())
     assert cache_key(DataBuildConfig(balance_per_problem=True)) != cache_key(DataBuildConfig())
     assert cache_key(DataBuildConfig(rationale_format="decomposed")) != cache_key(DataBuildConfig())
+    assert cache_key(DataBuildConfig(verify_balance="upsample")) != cache_key(DataBuildConfig())
+    with pytest.raises(ConfigError, match="data.verify_balance must be one of downsample, upsample, got 'up'"):
+        check_verify_balance("up")
     sudoku = DataBuildConfig()
     sudoku.task.name, sudoku.task.options = "mini_sudoku", {"min_empty": 4}
     harder = copy.deepcopy(sudoku)
@@ -65,7 +69,7 @@ def test_share_is_checked_and_the_default_keeps_old_cache_keys():
     from genrm_ray.data.build import DATA_VERSION
 
     d = to_dict(DataBuildConfig())
-    for key in ("cache_dir", "hard_negative_share", "balance_per_problem", "rationale_format"):
+    for key in ("cache_dir", "hard_negative_share", "balance_per_problem", "rationale_format", "verify_balance"):
         d.pop(key)
     d["policy"]["train"].pop("logging")
     d["policy"]["train"].pop("output_dir")
@@ -169,3 +173,16 @@ def test_a_build_that_changes_only_d_verify_reuses_the_policy_and_samples_of_a_f
     hotter = dataclasses.replace(quoted, sampling=dataclasses.replace(quoted.sampling, temperature=1.3))
     with pytest.raises(AssertionError, match="built again"):
         build_or_reuse(hotter)
+
+
+def test_upsampling_keeps_every_item_and_balances_the_classes():
+    items = [("p1", True), ("p1", False), ("p1", False), ("p1", False), ("p1", False), ("p1", False),
+             ("p2", True), ("p2", True), ("p2", False), ("p3", False)]
+    label, problem = (lambda x: x[1]), (lambda x: x[0])
+    down = sft.balance_labels(items, seed=0, label=label)
+    up = sft.balance_labels(items, seed=0, label=label, upsample=True)
+    assert len(down) == 6 and sum(map(label, down)) == 3  # 3 right, 3 of the 7 wrong
+    assert len(up) == 14 and sum(map(label, up)) == 7 and set(up) == set(items)  # all 7 wrong, right repeated
+    per = sft.balance_labels(items, seed=0, label=label, problem=problem, upsample=True)
+    counts = collections.Counter((problem(x), label(x)) for x in per)
+    assert counts == {("p1", True): 5, ("p1", False): 5, ("p2", True): 2, ("p2", False): 2}  # p3: one class

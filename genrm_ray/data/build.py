@@ -95,6 +95,10 @@ class DataBuildConfig:
     # (sft.balance_labels); a problem needs both a right and a wrong solution to contribute. Global
     # balance let a direct GenRM on arithmetic score problems, not solutions (docs/evaluation.md).
     balance_per_problem: bool = False
+    # How D_verify and D_cot reach equal Yes and No: "downsample" drops items of the larger class,
+    # "upsample" repeats the smaller one and keeps every item (sudoku has one right grid per problem, so
+    # downsampling kept one of its ~5 wrong grids and most of the policy's own mistakes went unseen).
+    verify_balance: str = "downsample"
     # Hard negatives: the adversarial suite's wrong responses (genrm_ray.attacks: master keys, injected
     # verdicts, look-alikes, bare wrong answers, ...) on TRAIN problems, labelled No, mixed into D_verify
     # and D_cot as this share of each (0 = none; at most 0.5). The held-out set stays clean.
@@ -166,7 +170,8 @@ def cache_key(build: DataBuildConfig) -> str:
     d.pop("cache_dir")
     _task_key(d["task"])
     _drop_inert_policy_keys(d["policy"]["train"])
-    for key, off in [("hard_negative_share", 0.0), ("balance_per_problem", False), ("rationale_format", "quoted")]:
+    for key, off in [("hard_negative_share", 0.0), ("balance_per_problem", False), ("rationale_format", "quoted"),
+                     ("verify_balance", "downsample")]:
         if d[key] == off:  # added later: off keeps the old key
             d.pop(key)
     d["version"] = DATA_VERSION
@@ -282,10 +287,11 @@ def _build(build: DataBuildConfig, folder: Path, log) -> dict[str, Any]:
     stats["pool_heldout"] = _counts(pool_heldout)
 
     seed = build.task.seed
-    per_problem = build.balance_per_problem
-    verify = sft.build_verify_direct(pool_train, balance=True, seed=seed, per_problem=per_problem)
+    per_problem, upsample = build.balance_per_problem, build.verify_balance == "upsample"
+    verify = sft.build_verify_direct(pool_train, balance=True, seed=seed, per_problem=per_problem, upsample=upsample)
     rationale = rationale_fn(task, build.rationale_format)
-    cot, cot_stats = sft.build_verify_cot(pool_train, rationale, balance=True, seed=seed, per_problem=per_problem)
+    cot, cot_stats = sft.build_verify_cot(pool_train, rationale, balance=True, seed=seed, per_problem=per_problem,
+                                          upsample=upsample)
     if build.hard_negative_share > 0:
         verify, cot, stats["hard_negatives"] = mix_hard_negatives(task, train, verify, cot, build.hard_negative_share,
                                                                   seed, rationale)
@@ -351,6 +357,14 @@ def _base_and_policy(build: DataBuildConfig, folder: Path, references: list[Labe
         stats["policy_sft_s"] = round(time.perf_counter() - t, 1)
     stats["policy"] = str(policy)
     return stats
+
+
+VERIFY_BALANCE = ("downsample", "upsample")
+
+
+def check_verify_balance(mode: str, key: str = "data.verify_balance") -> None:
+    if mode not in VERIFY_BALANCE:
+        raise ConfigError(f"{key} must be one of {', '.join(VERIFY_BALANCE)}, got {mode!r}")
 
 
 def check_hard_negative_share(share: float, key: str = "data.hard_negative_share") -> None:

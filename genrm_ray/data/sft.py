@@ -58,9 +58,13 @@ T = TypeVar("T")
 
 def balance_labels(
     items: Sequence[T], seed: int = 0, label: Callable[[T], bool] = lambda x: x.correct,
-    problem: Callable[[T], str] | None = None,
+    problem: Callable[[T], str] | None = None, upsample: bool = False,
 ) -> list[T]:
     """Downsample the larger class so Yes and No are equally frequent (seeded, order shuffled).
+
+    ``upsample``: repeat the smaller class instead (cycled, then a seeded sample for the remainder), so
+    every item is kept; on a task with one right answer per problem, downsampling keeps one wrong
+    solution per problem and drops most of the policy's own mistakes.
 
     With ``problem`` (item -> problem id), within every problem: each keeps as many right as wrong
     solutions, and a problem with only one class is dropped. A verifier then cannot score a solution
@@ -75,6 +79,11 @@ def balance_labels(
     for group in groups.values():
         pos = [x for x in group if label(x)]
         neg = [x for x in group if not label(x)]
+        if upsample and pos and neg:
+            small, large = (pos, neg) if len(pos) < len(neg) else (neg, pos)
+            reps, rest = divmod(len(large), len(small))
+            kept += large + small * reps + rng.sample(small, rest)
+            continue
         n = min(len(pos), len(neg))
         kept += rng.sample(pos, n) + rng.sample(neg, n)
     rng.shuffle(kept)
@@ -82,12 +91,13 @@ def balance_labels(
 
 
 def build_verify_direct(
-    items: Sequence[LabelledSolution], balance: bool = True, seed: int = 0, per_problem: bool = False
+    items: Sequence[LabelledSolution], balance: bool = True, seed: int = 0, per_problem: bool = False,
+    upsample: bool = False,
 ) -> list[SFTRecord]:
-    """D_verify for direct GenRM: (x, y, I) -> " Yes" / " No". ``per_problem``: balance within each
-    problem (balance_labels)."""
+    """D_verify for direct GenRM: (x, y, I) -> " Yes" / " No". ``per_problem``, ``upsample``: how the
+    classes are balanced (balance_labels)."""
     by_problem = (lambda x: x.problem.id) if per_problem else None
-    chosen = balance_labels(items, seed, problem=by_problem) if balance else list(items)
+    chosen = balance_labels(items, seed, problem=by_problem, upsample=upsample) if balance else list(items)
     return [
         SFTRecord(
             kind="verify_direct",
@@ -119,6 +129,7 @@ def build_verify_cot(
     balance: bool = True,
     seed: int = 0,
     per_problem: bool = False,
+    upsample: bool = False,
 ) -> tuple[list[SFTRecord], CotBuildStats]:
     """D_cot: (x, y, I_cot) -> rationale ending in the verdict question and verdict.
 
@@ -139,7 +150,8 @@ def build_verify_cot(
         else:
             kept.append((x, rationale))
     by_problem = (lambda pair: pair[0].problem.id) if per_problem else None
-    chosen = balance_labels(kept, seed, label=lambda pair: pair[0].correct, problem=by_problem) if balance else kept
+    chosen = (balance_labels(kept, seed, label=lambda pair: pair[0].correct, problem=by_problem, upsample=upsample)
+              if balance else kept)
     records = [
         SFTRecord(
             kind="verify_cot",
