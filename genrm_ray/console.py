@@ -13,9 +13,12 @@ gives the environment for a run's engines.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -103,8 +106,8 @@ def stderr_to_engine_log() -> Path | None:
     the evaluation's verifier scorers). vLLM's shutdown kills multiprocessing's resource tracker,
     Python relaunches it, and the new tracker prints a KeyError traceback for every shared-memory block
     it never saw; a healthy run's console should show neither those nor the loading bars and library
-    warnings of every engine start. The actor's errors still
-    reach the driver, as the exceptions Ray raises there."""
+    warnings of every engine start. The actor's errors still reach the driver, as the exceptions Ray
+    raises there."""
     path = engine_log_file()
     if path is None:
         return None
@@ -112,3 +115,18 @@ def stderr_to_engine_log() -> Path | None:
     os.dup2(fd, 2)
     os.close(fd)
     return path
+
+
+@contextlib.contextmanager
+def engine_stderr_to_log() -> Iterator[Path | None]:
+    """stderr_to_engine_log for a stretch of a driver that runs an engine in its own process (the
+    training job's held-out scoring): its loading bars and library warnings go to the engine log, and
+    the console's stderr is back afterwards, before any error of the block is printed."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        yield stderr_to_engine_log()
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)

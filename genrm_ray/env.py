@@ -141,5 +141,9 @@ def connect_ray(address: str | None = "", **init_options) -> None:
         # Ray Train's controller polls workers every 2 s by default, so each ray.train.report costs
         # ~1.7 s on short CPU steps; the local raylet inherits this faster polling.
         os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
+        # Ray Train's preemption watcher follows node drains, which a local cluster never has; its
+        # actor logs a core_worker error on every run's console (constructor arguments in the object
+        # store). A cluster given by address keeps it.
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     ray.init(address=address or None, **init_options)
     print(f"[ray] {ray.cluster_resources()}")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from genrm_ray.config import ConfigError, load_config
-from genrm_ray.data.build import DataBuildConfig, check_hard_negative_share, check_rationale_format, load_problems
+from genrm_ray.data.build import DataBuildConfig, check_hard_negative_share, check_rationale_format, check_verify_balance, load_problems
 from genrm_ray.data.sft import load_sft_jsonl
 from genrm_ray.models.pretrained import resolve_base_model
 from genrm_ray.scoring import CotConfig, check_cot
@@ -63,6 +63,7 @@ def check_inputs(cfg: GenRMJobConfig) -> None:
     check_train_config(g, "genrm")
     check_train_config(cfg.data.policy.train, "data.policy.train")
     check_hard_negative_share(cfg.data.hard_negative_share)
+    check_verify_balance(cfg.data.verify_balance)
     check_rationale_format(cfg.data.task.name, cfg.data.rationale_format)
     if not g.data.verify_direct and not g.data.verify_cot:
         load_problems(cfg.data.task)  # an unknown task, a missing or bad problems file: before Ray starts
@@ -89,7 +90,10 @@ def check_inputs(cfg: GenRMJobConfig) -> None:
         if missing:
             raise ConfigError(f"dataset files were given, so the data is not built; also set: {', '.join(missing)}")
     if cfg.eval.best_of_n_config:
-        best_of_n_config(cfg, policy="", verifier="")  # unknown keys / bad values fail now, not after training
+        from genrm_ray.evaluation.config import check_config as check_eval_config
+
+        # Unknown keys and bad values fail now, not after training (the models do not exist yet).
+        check_eval_config(best_of_n_config(cfg, policy="", verifier=""), models=False)
     # Base models may be HF dirs, GGUF files or built-in names: resolved (a GGUF converted once) now,
     # before Ray starts, so the rest of the job sees HF dirs.
     for key, section in [("genrm.model.path", g.model), ("data.base_model.path", cfg.data.base_model),

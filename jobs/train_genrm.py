@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 from genrm_ray import launch  # noqa: E402  (first: project caches + offline settings)
 from genrm_ray.genrm_job import GenRMJobConfig, best_of_n_config, check_inputs  # noqa: E402
 
-DEFAULT_CONFIG = REPO / "configs" / "train" / "arithmetic_smollm2_demo.yaml"
+DEFAULT_CONFIG = REPO / "configs" / "train" / "mini_sudoku_smollm2_demo.yaml"
 
 
 def plot_losses(curves: dict[str, list[float]], path: Path, title: str) -> None:
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = launch.run_dir(cfg.run_dir, "genrm", cfg)
     print(f"[job] config {args.config} -> run dir {run_dir}")
 
-    from genrm_ray import runs
+    from genrm_ray import console, runs
     from genrm_ray.data.build import build_or_reuse
     from genrm_ray.evaluation.heldout import SCORES_FILE, evaluate_verifier
     from genrm_ray.train.loop import run_training
@@ -92,9 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     # 3. Held-out verification.
     t = time.perf_counter()
     cot = cfg.eval.cot if genrm.objective.name == "genrm" and genrm.objective.mode == "cot" else None
-    heldout_metrics = evaluate_verifier(runs.local_model_dir(result.hf_model), heldout, cfg.eval.backend, cot=cot,
-                                        scores_out=run_dir / SCORES_FILE, rationale_format=cfg.data.rationale_format,
-                                        **cfg.eval.engine_options)
+    with console.engine_stderr_to_log():  # the engine runs in this process: its noise to vllm.log
+        heldout_metrics = evaluate_verifier(runs.local_model_dir(result.hf_model), heldout, cfg.eval.backend, cot=cot,
+                                            scores_out=run_dir / SCORES_FILE, rationale_format=cfg.data.rationale_format,
+                                            **cfg.eval.engine_options)
     eval_s = time.perf_counter() - t
 
     # 4. Summary.

@@ -96,8 +96,10 @@ def reused_scores_file(path: Path) -> Path:
     return path / "scores.jsonl" if path.is_dir() else path
 
 
-def check_config(cfg: EvalConfig) -> None:
-    """Everything checkable without Ray or a model; raises EvalInputError naming the key."""
+def check_config(cfg: EvalConfig, models: bool = True) -> None:
+    """Everything checkable without Ray or a model; raises EvalInputError naming the key. ``models``:
+    also that each model path resolves (off where they do not exist yet: a training job checking the
+    evaluation it will run)."""
     if not cfg.models.policy:
         raise EvalInputError("models.policy is required: it samples the pool of solutions")
     try:
@@ -130,6 +132,8 @@ def check_config(cfg: EvalConfig) -> None:
         raise EvalInputError(f"k_curve={cfg.k_curve} must lie in [1, cot.k={cfg.cot.k}]")
     if cfg.adaptive_k and not 1 <= cfg.cot.min_k <= cfg.cot.k:
         raise EvalInputError(f"cot.min_k={cfg.cot.min_k} must lie in [1, cot.k={cfg.cot.k}] (adaptive_k)")
+    if not models:
+        return
     m = cfg.models
     named = [("models.genrm_direct", m.genrm_direct), ("models.genrm_cot", m.genrm_cot),
              ("models.discriminative", m.discriminative)]
