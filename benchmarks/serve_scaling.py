@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 from serve_common import REPO, checkpoint, deploy, pairs, start_ray
+
+import genrm_ray.env
 
 
 def plot(results: dict, path: Path) -> None:
@@ -128,8 +128,7 @@ def main() -> None:
                                    "p99_s": round(rep.p99_s, 3)})
         print(results["clients"][-1], flush=True)
     serve.shutdown()
-    results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
-                          "load_average": [round(x, 2) for x in os.getloadavg()]}
+    results["machine"] = genrm_ray.env.machine_record()
     out = Path(args.out)
     out.write_text(json.dumps(results, indent=2) + "\n")
     plot(results, out.with_suffix(".png"))

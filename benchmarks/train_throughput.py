@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import sys
 import tempfile
@@ -218,9 +216,8 @@ def main() -> None:
         "genrm_step": "one forward/backward per micro-batch over D_verify and D_correct stacked",
         "plain_pytorch": [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in plains],
         "ratio_ray_over_best_plain": round(main_run["tokens_per_s"] / plain["tokens_per_s"], 3),
-        "note": "both paths share the machine with whatever else runs; see load_average",
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
+        "note": "both paths share the machine with whatever else runs; see machine.load_average",
+        "machine": {**genrm_ray.env.machine_record(), "torch": torch.__version__},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
