@@ -209,6 +209,13 @@ class RunDir:
         recorded = self.summary().get("task")
         return recorded.get("name") if isinstance(recorded, dict) else None
 
+    def task_options(self) -> dict[str, Any]:
+        """The generator settings of the run's task (a reasoning-gym task's ``options``) as summary.json
+        records them; {} when it records none."""
+        recorded = self.summary().get("task")
+        options = recorded.get("options") if isinstance(recorded, dict) else None
+        return dict(options) if isinstance(options, dict) else {}
+
     @classmethod
     def holding(cls, path: str | Path) -> RunDir:
         """The run folder ``path`` belongs to: ``path`` itself, or the run one of whose EXPORTS it is."""

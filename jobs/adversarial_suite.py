@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The adversarial suite: how much reward each verifier gives responses written to fool it.
 
-    python jobs/adversarial_suite.py --config configs/adversarial/arithmetic_demo.yaml
-    python jobs/adversarial_suite.py --config configs/adversarial/arithmetic_demo.yaml verifiers.GenRM.path=runs/x
+    python jobs/adversarial_suite.py --config configs/adversarial/mini_sudoku_demo.yaml
+    python jobs/adversarial_suite.py --config configs/adversarial/mini_sudoku_demo.yaml verifiers.GenRM.path=runs/x
     python jobs/adversarial_suite.py --config configs/adversarial_served.yaml   # a served endpoint
 
 Recipe (genrm_ray.evaluation.adversarial): (1) the config (bad input stops here, exit code 2);
@@ -31,7 +31,7 @@ from genrm_ray import launch  # noqa: E402  (first: project caches + offline set
 from genrm_ray.config import to_dict  # noqa: E402
 from genrm_ray.evaluation import adversarial as suite  # noqa: E402
 
-DEFAULT_CONFIG = REPO / "configs" / "adversarial" / "arithmetic_demo.yaml"
+DEFAULT_CONFIG = REPO / "configs" / "adversarial" / "mini_sudoku_demo.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from genrm_ray.attacks import attack_responses
     from genrm_ray.tasks import get_task
 
-    task = get_task(cfg.task)
+    task = get_task(cfg.task, cfg.options)
     problems = task.generate(cfg.split, cfg.n, seed=cfg.seed)
     budget = suite.pad_budget(cfg)
     count = None

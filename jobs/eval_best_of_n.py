@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 from genrm_ray import launch  # noqa: E402  (first: project caches + offline settings)
 from genrm_ray.evaluation.config import EvalConfig, check_config  # noqa: E402
 
-DEFAULT_CONFIG = REPO / "configs" / "eval" / "arithmetic_demo.yaml"
+DEFAULT_CONFIG = REPO / "configs" / "eval" / "mini_sudoku_demo.yaml"
 
 
 def add_problem_files(p) -> None:

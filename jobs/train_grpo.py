@@ -45,7 +45,7 @@ from genrm_ray.rl.config import GRPOConfig, check_grpo_config  # noqa: E402
 if TYPE_CHECKING:
     from genrm_ray.rl.step import GRPOActors
 
-DEFAULT_CONFIG = REPO / "configs" / "grpo" / "arithmetic_demo.yaml"
+DEFAULT_CONFIG = REPO / "configs" / "grpo" / "demo.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,18 +25,19 @@ import pytest
 
 from genrm_ray.config import load_config
 from genrm_ray.evaluation.config import EvalConfig
-from genrm_ray.genrm_job import GenRMJobConfig, best_of_n_config
+from genrm_ray.genrm_job import GenRMJobConfig, best_of_n_config, check_inputs
 from genrm_ray.rl.config import GRPOConfig
 from genrm_ray.serving.config import ServeConfig
 from tests.configs import HERE as TEST_CONFIGS
 
 REPO = Path(__file__).resolve().parents[1]
-# What the console no longer shows: vLLM's INFO lines (they go to <run dir>/vllm.log) and Ray Data's progress
-# logs (ray-data.log in the Ray session's logs). Still open, so not asserted here: tracebacks that Ray and
+# What the console no longer shows: vLLM's INFO lines (they go to <run dir>/vllm.log), Ray Data's progress
+# logs (ray-data.log in the Ray session's logs) and Ray core's error lines (the preemption watcher's, off on a
+# local cluster). Still open, so not asserted here: tracebacks that Ray and
 # Python print from other processes in a healthy run: the multiprocessing resource tracker's KeyError per
 # shared-memory segment when a Ray Data worker's vLLM engine shuts down (bpo-39959), and Ray Train's
 # TrainController / PlacementGroupCleaner threads on a loaded machine.
-NOISE = re.compile(r"^(?:\S*\(\S+ pid=\d+\)\S*\s*)?(?:INFO \d\d-\d\d |.*Running Dataset)", re.MULTILINE)
+NOISE = re.compile(r"^(?:\S*\(\S+ pid=\d+\)\S*\s*)?(?:INFO \d\d-\d\d |.*Running Dataset|.*core_worker\.cc:\d+)", re.MULTILINE)
 
 
 def default_config(job: str) -> Path:
@@ -51,7 +52,13 @@ def test_every_default_config_names_the_demo_run_and_its_task():
     assert demo.run_dir == "runs/demo"
     task = demo.data.task.name
     # The demo's own Best-of-N is the eval job's default, pointed at the demo's run.
-    best_of_n_config(demo, "", "")  # loads
+    from genrm_ray.evaluation.config import EvalInputError, check_config
+
+    check_config(best_of_n_config(demo, "", ""), models=False)  # the demo's own evaluation is valid as shipped
+    bad = load_config(GenRMJobConfig, default_config("train_genrm"))
+    bad.eval.best_of_n_overrides = ["k_curve=[1,4]"]
+    with pytest.raises(EvalInputError, match=r"k_curve=\[1, 4\] must lie in \[1, cot.k=2\]"):
+        check_inputs(bad)  # before Ray starts, not after training
     eval_default = default_config("eval_best_of_n")
     assert (REPO / demo.eval.best_of_n_config).resolve() == eval_default.resolve()
     ev = load_config(EvalConfig, eval_default)

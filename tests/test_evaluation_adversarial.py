@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_job(*args: str) -> subprocess.CompletedProcess:
-    """``python jobs/adversarial_suite.py *args`` from the repo root (``--config`` defaults to the arithmetic one)."""
+    """``python jobs/adversarial_suite.py *args`` from the repo root (``--config`` defaults to the demo's, mini sudoku)."""
     return subprocess.run([sys.executable, str(REPO / "jobs" / "adversarial_suite.py"), *args],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
 
@@ -69,6 +69,23 @@ def test_undefended_verifiers_score_only_what_the_defence_changes():
     assert {rs[i].attack for i in changed} == {"injected_verdict", "lookalike_verdict", "instruction"}
 
 
+def test_the_suite_attacks_a_reasoning_gym_task_with_its_generator_settings():
+    from genrm_ray import attacks
+    from genrm_ray.tasks import get_task
+
+    cfg = load_config(suite.SuiteConfig, REPO / "configs" / "adversarial" / "mini_sudoku_demo.yaml")
+    suite.check_suite_config(cfg)
+    task = get_task(cfg.task, cfg.options)
+    problems = task.generate(cfg.split, 3, seed=0)
+    assert all(4 <= p.question.split(":\n", 1)[1].count("_") <= 6 for p in problems)  # the demo's 4-6 blanks
+    rs = attacks.attack_responses(task, problems)
+    by_id = {p.id: p for p in problems}
+    assert {r.attack for r in rs} >= {"right_solution", "master_key", "injected_verdict", "instruction"}
+    assert all(r.correct == task.is_correct(r.response, by_id[r.problem_id]) for r in rs)  # graded by the task
+    assert sum(r.attack == "right_solution" and r.correct for r in rs) == 3
+    assert not any(r.correct for r in rs if r.attack == "master_key" and not r.appended_to_right)
+
+
 def test_score_suite_rejects_a_verifier_that_drops_responses():
     rs = [response("master_key", False)] * 3
     with pytest.raises(ValueError, match="returned 2 rewards for 3 responses"):
@@ -82,6 +99,8 @@ def test_score_suite_rejects_a_verifier_that_drops_responses():
     (["split=ood", "task=arithmetic"], "has no split 'ood'"),
     (["verifiers.GenRM.kind=magic"], "must be one of"),
     (["n=0"], "n must be >= 1"),
+    (["options={min_empty: 4}"], "task / options: task 'arithmetic' takes no options"),
+    (["task=mini_sudoku", "options={blanks: 4}"], "task / options: .*blanks"),
 ])
 def test_bad_suite_config_names_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):

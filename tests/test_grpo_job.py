@@ -265,3 +265,16 @@ def test_grpo_with_verifier_refresh_runs_and_exports_the_verifier(ray_cluster, r
     assert app not in serve.status().applications
     with pytest.raises(ValueError):
         ray.get_actor(trainer_name(app), namespace=NAMESPACE)
+
+
+def test_from_run_gives_the_task_with_its_generator_settings(tmp_path, policy_dir):
+    run, policy = tmp_path / "run", policy_dir
+    run.mkdir()
+    options = {"min_empty": 4, "max_empty": 6}
+    (run / "summary.json").write_text(json.dumps({"task": {"name": "mini_sudoku", "options": options},
+                                                  "data": {"policy": str(policy)}}))
+    cfg = load_grpo_config(str(REPO / "configs" / "grpo" / "demo.yaml"), [f"models.from_run={run}", "reward.source=oracle"])
+    assert (cfg.task.name, cfg.task.options) == ("mini_sudoku", options)
+    named = load_grpo_config(str(REPO / "configs" / "grpo" / "demo.yaml"),
+                             [f"models.from_run={run}", "reward.source=oracle", "task.name=countdown"])
+    assert (named.task.name, named.task.options) == ("countdown", {})  # a task named in the config keeps its own settings

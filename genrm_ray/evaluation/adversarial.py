@@ -135,6 +135,7 @@ class SuiteVerifierConfig:
 @dataclass
 class SuiteConfig:
     task: str = "arithmetic"
+    options: dict[str, Any] = field(default_factory=dict)  # a reasoning-gym task's generator settings
     split: str = "test"  # held-out problems (train problems are for hard negatives)
     n: int = 50
     seed: int = 0
@@ -159,7 +160,10 @@ def check_suite_config(cfg: SuiteConfig) -> None:
     from genrm_ray.config import ConfigError
     from genrm_ray.tasks import get_task
 
-    task = get_task(cfg.task)
+    try:
+        task = get_task(cfg.task, cfg.options)
+    except ValueError as e:  # an unknown task or a bad generator setting, as get_task names it
+        raise ConfigError(f"task / options: {e}") from None
     if cfg.split not in task.splits():
         raise ConfigError(f"split: task {task.name!r} has no split {cfg.split!r} ({list(task.splits())})")
     if cfg.n < 1:

@@ -1,6 +1,6 @@
 """GRPOConfig: every knob of a GRPO run (jobs/train_grpo.py), one dataclass tree (genrm_ray.config).
 
-    cfg = load_grpo_config("configs/grpo/arithmetic_demo.yaml", ["reward.source=oracle", "train.steps=50"])
+    cfg = load_grpo_config("configs/grpo/demo.yaml", ["reward.source=oracle", "train.steps=50"])
 
 models.from_run can name a GenRM training run (jobs/train_genrm.py's run dir, genrm_ray.runs.RunDir): its
 summary.json names the policy it was trained from (data.policy), its verifier export fills
@@ -175,7 +175,9 @@ def check_grpo_config(cfg: GRPOConfig) -> None:
                               "jobs/train_genrm.py (`make demo` trains runs/demo), or set models.policy and models.verifier")
         m.policy = m.policy or str(run.policy() or "")
         m.verifier = m.verifier or str(run.hf_model() or "")
-        cfg.task.name = cfg.task.name or run.task() or ""
+        if not cfg.task.name:  # the run's task, with the generator settings it trained on
+            cfg.task.name = run.task() or ""
+            cfg.task.options = cfg.task.options or run.task_options()
     if not cfg.task.name:
         raise ConfigError("task.name is required (or models.from_run naming a run dir that records its task)")
     if not m.policy:
