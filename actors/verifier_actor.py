@@ -1,4 +1,4 @@
-"""VerifierTrainer: the served GenRM's trainer during GRPO's verifier refresh (genrm_ray.rl.refresh).
+"""VerifierActor: the served GenRM's trainer during GRPO's verifier refresh (genrm_ray.rl.refresh).
 
 One DeepSpeed ZeRO rank (its own one-process gloo group, nccl on a GPU) over the verifier's HF export,
 with the GenRM loss at target positions (train.step.TargetTokenLoss, as in GenRM training). Each
@@ -23,7 +23,7 @@ from genrm_ray.rl.config import RefreshConfig
 
 
 @ray.remote
-class VerifierTrainer:
+class VerifierActor:
     def __init__(self, model_dir: str, cfg: RefreshConfig):
         import copy
 

@@ -8,7 +8,7 @@
 
 Recipe: (1) the config (genrm_ray.rl.config; bad input stops the job here, exit code 2); (2) start, in
 one ExitStack so that whatever was started is released however the job ends: the GenRM Serve app
-(genrm_* sources naming neither reward.url nor reward.app_name), the VerifierTrainer (refresh.every > 0),
+(genrm_* sources naming neither reward.url nor reward.app_name), the VerifierActor (refresh.every > 0),
 the RewardActor (its source by name from genrm_ray.rl.rewards), the vLLM RolloutActor, the
 ReferenceActor (frozen SFT policy for the KL term) and the PolicyGroup (DeepSpeed ZeRO ranks);
 (3) resume from the run dir's last checkpoint, if any (a refreshed verifier from it too); (4) GRPO
@@ -147,12 +147,12 @@ def start_actors(cfg: GRPOConfig, started: contextlib.ExitStack) -> GRPOActors:
 
     verifier = None
     if cfg.refresh.every > 0:  # before the app: its replicas follow this actor's weights (serving reload.actor)
-        from actors.verifier_actor import VerifierTrainer
+        from actors.verifier_actor import VerifierActor
         from genrm_ray.rl.config import serve_config
         from genrm_ray.rl.refresh import NAMESPACE, trainer_name
 
         name = trainer_name(serve_config(cfg).http.app_name)
-        verifier = VerifierTrainer.options(name=name, namespace=NAMESPACE, num_cpus=cfg.refresh.num_cpus,
+        verifier = VerifierActor.options(name=name, namespace=NAMESPACE, num_cpus=cfg.refresh.num_cpus,
                                            max_concurrency=4).remote(cfg.models.verifier, cfg.refresh)
         started.callback(ray.kill, verifier)
     app_name = deploy_reward_app(cfg, started) if needs_reward_app(cfg) else ""
@@ -176,7 +176,7 @@ def start_actors(cfg: GRPOConfig, started: contextlib.ExitStack) -> GRPOActors:
     if reference is not None:
         asked[f"ReferenceActor ({REFERENCE_CPUS:g} CPU, with train.kl_coef > 0)"] = reference
     if verifier is not None:
-        asked[f"VerifierTrainer (refresh.num_cpus={cfg.refresh.num_cpus:g})"] = verifier
+        asked[f"VerifierActor (refresh.num_cpus={cfg.refresh.num_cpus:g})"] = verifier
     wait_started(asked, cfg.train.placement_timeout_s)
     return GRPOActors(rollout, reward, policy, reference, verifier)
 

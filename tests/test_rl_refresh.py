@@ -71,7 +71,7 @@ def test_served_replicas_load_the_refreshed_weights_in_place(ray_cluster, tiny_m
     import ray
     from ray import serve
 
-    from actors.verifier_actor import VerifierTrainer
+    from actors.verifier_actor import VerifierActor
     from genrm_ray.data import sft
     from genrm_ray.engine import HFBackend
     from genrm_ray.rl.config import RefreshConfig
@@ -85,7 +85,7 @@ def test_served_replicas_load_the_refreshed_weights_in_place(ray_cluster, tiny_m
 
     app = "refresh-test"
     name = trainer_name(app)
-    trainer = VerifierTrainer.options(name=name, namespace=NAMESPACE, num_cpus=0, max_concurrency=4).remote(
+    trainer = VerifierActor.options(name=name, namespace=NAMESPACE, num_cpus=0, max_concurrency=4).remote(
         str(tiny_model_dir), RefreshConfig(steps=3, lr=1e-2, micro_batch_size=4, deepspeed=DeepSpeedConfig(zero_stage=2, bf16=False)))
     cfg = load_serve_config(SERVE_TEST_CONFIG, [f"checkpoint={tiny_model_dir}", f"http.app_name={app}",
                                                 f"http.route_prefix=/{app}", "deployment.num_cpus=0",

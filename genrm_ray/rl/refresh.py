@@ -7,7 +7,7 @@ Every ``refresh.every`` steps:
 1. the rollouts since the last refresh on TRAIN problems, graded by the task's grader (the labels a
    policy cannot influence), become D_verify examples: balanced Yes/No, the newest first, as direct
    verdicts or, for a GenRM-CoT, the task's programmatic rationales (``build``);
-2. the verifier trainer (actors.verifier_actor.VerifierTrainer, one DeepSpeed rank) takes
+2. the verifier trainer (actors.verifier_actor.VerifierActor, one DeepSpeed rank) takes
    ``refresh.steps`` optimizer steps on them and publishes the new weights;
 3. each served replica (serving ``reload.actor``) loads them in place before its next request.
 Only L_verify is trained here (no D_correct term): the refresh adjusts the verdicts, not generation.

@@ -53,7 +53,7 @@ class LogProbModel(Protocol):  # actors.reference_actor.ReferenceActor
     logprobs: RemoteMethod  # (RolloutBatch) -> [B, T] log-probs
 
 
-class VerifierTrainer(Protocol):  # actors.verifier_actor.VerifierTrainer
+class VerifierTrainer(Protocol):  # actors.verifier_actor.VerifierActor
     train: RemoteMethod  # (list[SFTRecord]) -> refresh stats; publishes the next weights version
 
 

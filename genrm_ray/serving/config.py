@@ -90,7 +90,7 @@ class HTTPConfig:
 @dataclass
 class ReloadConfig:
     # A named Ray actor whose weights the replicas follow: the GRPO job's verifier trainer
-    # (actors.verifier_actor.VerifierTrainer, train_grpo refresh.*). Before each request a replica asks
+    # (actors.verifier_actor.VerifierActor, train_grpo refresh.*). Before each request a replica asks
     # it for its weights version and, when newer, loads its weights in place (no restart) and clears
     # its reward cache. "" = the replicas serve `checkpoint` as it is.
     actor: str = ""
