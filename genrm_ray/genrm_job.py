@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from genrm_ray.config import ConfigError, load_config
-from genrm_ray.data.build import DataBuildConfig, check_hard_negative_share, check_rationale_format, check_verify_balance, load_problems
+from genrm_ray.data.build import DataBuildConfig, check_hard_negative_share, check_rationale_format, check_verify_balance
 from genrm_ray.data.sft import load_sft_jsonl
 from genrm_ray.models.pretrained import resolve_base_model
 from genrm_ray.scoring import CotConfig, check_cot
+from genrm_ray.tasks.config import load_problems
 from genrm_ray.train.config import TrainConfig, check_train_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,7 +67,7 @@ def check_inputs(cfg: GenRMJobConfig) -> None:
     check_verify_balance(cfg.data.verify_balance)
     check_rationale_format(cfg.data.task.name, cfg.data.rationale_format)
     if not g.data.verify_direct and not g.data.verify_cot:
-        load_problems(cfg.data.task)  # an unknown task, a missing or bad problems file: before Ray starts
+        load_problems(cfg.data.task, "data.task")  # an unknown task, a missing or bad problems file: before Ray starts
     if g.objective.name not in ("genrm", "discriminative"):
         raise ConfigError(
             f"genrm.objective.name must be 'genrm' or 'discriminative' (the baseline RM) in this job, got "

@@ -65,11 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     from genrm_ray.rl.refresh import RefreshBuffer
     from genrm_ray.run_logger import RunLogger
     from genrm_ray.tasks import get_task
+    from genrm_ray.tasks.config import load_problems
 
     launch.connect_ray(cfg.ray_address, log_dir=run_dir)
     task = get_task(cfg.task.name, cfg.task.options)
-    train_problems = task.generate("train", cfg.task.n_train, seed=cfg.task.seed)
-    eval_problems = task.generate(cfg.task.eval_split, cfg.task.n_eval, seed=cfg.task.seed)
+    train_problems, eval_problems = load_problems(cfg.task)
     pad_id = AutoTokenizer.from_pretrained(cfg.models.policy).pad_token_id
     t = cfg.train
 

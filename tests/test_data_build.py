@@ -77,6 +77,7 @@ def test_share_is_checked_and_the_default_keeps_old_cache_keys():
     d["policy"]["train"]["data"].pop("max_verify_examples")  # added later; the policy's SFT never reads it
     d["task"].pop("file")  # added later; "" = generated problems
     d["task"].pop("options")  # added later; {} = a built-in task or a reasoning-gym task's defaults
+    d["task"].pop("heldout_split")  # added later; the data build's held-out set is the validation split
     d["version"] = DATA_VERSION
     assert cache_key(DataBuildConfig()) == hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
     capped = DataBuildConfig()
@@ -97,7 +98,7 @@ def _gsm8k_file(path, n: int, bad_line: int = 0):
 
 
 def test_problems_drawn_from_a_file_are_disjoint_seeded_and_their_errors_name_the_file(tmp_path):
-    from genrm_ray.data.build import TaskConfig, load_problems
+    from genrm_ray.tasks.config import TaskConfig, load_problems
 
     path = _gsm8k_file(tmp_path / "gsm8k.jsonl", 12)
     cfg = TaskConfig(name="gsm8k", n_train=8, n_heldout=3, file=str(path))
@@ -108,14 +109,27 @@ def test_problems_drawn_from_a_file_are_disjoint_seeded_and_their_errors_name_th
     assert [p.id for p in load_problems(TaskConfig(name="gsm8k", n_train=8, n_heldout=3, file=str(path), seed=1))[0]] \
         != [p.id for p in train]
     assert get_task("gsm8k").is_correct(get_task("gsm8k").reference_solution(train[0]), train[0])
-    with pytest.raises(ConfigError, match=r"data.task: \S+ holds 12 distinct problems, fewer than n_train \+ n_heldout = 10 \+ 3"):
+    with pytest.raises(ConfigError, match=r"^task: \S+ holds 12 distinct problems, fewer than n_train \+ n_heldout = 10 \+ 3"):
         load_problems(TaskConfig(name="gsm8k", n_train=10, n_heldout=3, file=str(path)))
-    with pytest.raises(ConfigError, match="data.task.file: no such file"):
+    with pytest.raises(ConfigError, match="^task.file: no such file"):
         load_problems(TaskConfig(name="gsm8k", file=str(tmp_path / "missing.jsonl")))
-    with pytest.raises(ConfigError, match=r"data.task.file: .*bad.jsonl:3: field 'answer' must end with a line '#### <number>'"):
+    with pytest.raises(ConfigError, match=r"^task.file: .*bad.jsonl:3: field 'answer' must end with a line '#### <number>'"):
         load_problems(TaskConfig(name="gsm8k", n_train=2, n_heldout=1, file=str(_gsm8k_file(tmp_path / "bad.jsonl", 5, bad_line=3))))
-    with pytest.raises(ConfigError, match="data.task.file: task 'gsm8k' has no generator"):
+    with pytest.raises(ConfigError, match="^task.file: task 'gsm8k' has no generator"):
         load_problems(TaskConfig(name="gsm8k"))
+
+
+def test_the_heldout_split_is_checked_and_generated_from():
+    from genrm_ray.tasks.config import TaskConfig, load_problems
+
+    with pytest.raises(ConfigError, match="^data.task.heldout_split=test is reserved for Best-of-N"):
+        load_problems(TaskConfig(name="arithmetic", heldout_split="test"), "data.task")
+    with pytest.raises(ConfigError, match=r"^task.heldout_split: task 'gsm8k' has no split 'ood'"):
+        load_problems(TaskConfig(name="gsm8k", heldout_split="ood"))
+    train, ood = load_problems(TaskConfig(name="last_letter", n_train=3, n_heldout=4, heldout_split="ood"))
+    task = get_task("last_letter")
+    assert [p.id for p in ood] == [p.id for p in task.generate("ood", 4, seed=0)]
+    assert [p.id for p in train] == [p.id for p in task.generate("train", 3, seed=0)]
 
 
 def test_a_problems_file_enters_the_cache_key_by_its_content(tmp_path):

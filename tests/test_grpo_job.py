@@ -87,13 +87,13 @@ def test_grpo_steps_with_served_genrm_then_resume(ray_cluster, reward_server, ti
 
 def assert_heldout_matches(run_dir: Path, logged: list[dict]) -> None:
     """Each held-out evaluation's per-problem outcomes (heldout.jsonl, for paired comparisons) are of
-    the same n_eval problems, and their mean is the pass@1 in the metrics."""
+    the same n_heldout problems, and their mean is the pass@1 in the metrics."""
     evals = read_heldout(run_dir)
-    n_eval = json.loads((run_dir / "grpo_config.json").read_text())["task"]["n_eval"]
+    n_heldout = json.loads((run_dir / "grpo_config.json").read_text())["task"]["n_heldout"]
     assert sorted(evals) == [x["step"] for x in logged if "pass_at_1" in x]
     for x in logged:
         if "pass_at_1" in x:
-            assert len(evals[x["step"]]) == n_eval
+            assert len(evals[x["step"]]) == n_heldout
             assert sum(evals[x["step"]].values()) / len(evals[x["step"]]) == pytest.approx(x["pass_at_1"])
     assert len({frozenset(e) for e in evals.values()}) == 1
 
@@ -167,7 +167,7 @@ def policy_dir(tmp_path, monkeypatch) -> Path:
      "reward.source: unknown reward source 'magic'; known: ['discriminative', 'genrm_cot', 'genrm_direct', 'oracle'], or module:Class"),
     ("train.deepspeed.zero_stage=1", "'train.deepspeed.zero_stage' must be one of [2, 3], got 1"),
     ("train.placement_timeout_s=0", "train.placement_timeout_s must be > 0"),
-    ("task.eval_split=test", "task.eval_split=test is reserved for Best-of-N"),
+    ("task.heldout_split=test", "task.heldout_split=test is reserved for Best-of-N"),
     ("rollout.group_size=1", "rollout.group_size must be >= 2"),
     ("train.torch_threads=-1", "train.torch_threads must be >= 0, got -1"),
     ("rollout.prompts_per_step=5", "rollout.prompts_per_step=5 must be a multiple of rollout.chunks"),
@@ -202,7 +202,7 @@ def test_every_grpo_config_file_loads(path):
     from genrm_ray.rl.config import GRPOConfig
 
     cfg = load_config(GRPOConfig, path)  # unknown keys / wrong types fail here
-    assert cfg.rollout.group_size >= 2 and cfg.task.eval_split != "test"
+    assert cfg.rollout.group_size >= 2 and cfg.task.heldout_split != "test"
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -264,7 +264,7 @@ def test_a_grpo_step_places_its_actors_across_the_nodes(two_nodes, trained, serv
     t0 = time.perf_counter()
     _job(two_nodes, "jobs/train_grpo.py", "--config", "tests/configs/grpo_test.yaml", f"run_dir={run_dir}", f"storage={shared / 'runs'}",
          f"models.from_run={trained['run']}", f"models.policy={trained['model']}", "reward.source=genrm_direct",
-         f"reward.app_name={served['app']}", "train.steps=1", "eval.every=1", "task.n_eval=2", "checkpoint_every=1",
+         f"reward.app_name={served['app']}", "train.steps=1", "eval.every=1", "task.n_heldout=2", "checkpoint_every=1",
          "train.resources_per_worker={CPU: 0.25, node_b: 0.1}", "rollout.num_cpus=1.5", "train.placement_timeout_s=300",
          f"ray_address={two_nodes.address}")
     print(f"[multinode] GRPO job: {time.perf_counter() - t0:.0f} s")

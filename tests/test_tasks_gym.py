@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from genrm_ray import prompts
 from genrm_ray.config import ConfigError
 from genrm_ray.data import sft
-from genrm_ray.data.build import TaskConfig, load_problems
 from genrm_ray.data.sft import LabelledSolution
 from genrm_ray.tasks import get_task
+from genrm_ray.tasks.config import TaskConfig, load_problems
 from genrm_ray.tasks.countdown import parse_question, solve
 from genrm_ray.tasks.gym import answer_block
 from genrm_ray.tasks.sudoku import grid_text, parse_grid, parse_puzzle
@@ -97,7 +97,7 @@ def test_any_reasoning_gym_dataset_by_name_works_direct():
 ])
 def test_bad_names_and_settings_stop_with_the_key(task, options, message):
     with pytest.raises(ConfigError, match="data.task") as e:
-        load_problems(TaskConfig(name=task, n_train=2, n_heldout=2, options=options))
+        load_problems(TaskConfig(name=task, n_train=2, n_heldout=2, options=options), "data.task")
     assert message in str(e.value)
 
 

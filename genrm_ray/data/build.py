@@ -42,27 +42,13 @@ from genrm_ray.data.sampling import (
 from genrm_ray.data.sft import LabelledSolution
 from genrm_ray.models.pretrained import resolve_base_model
 from genrm_ray.tasks import Problem, get_task
+from genrm_ray.tasks.config import TaskConfig, load_problems
 from genrm_ray.train.config import TrainConfig
 
 # Bump when the building code changes what a cached folder holds.
 # 2: the held-out verification set comes from the validation split (was test).
 # 3: rationales quote the solution's claim at every step
 DATA_VERSION = 3
-
-
-@dataclass
-class TaskConfig:
-    name: str = "last_letter"
-    n_train: int = 400  # train-split problems: policy SFT, D_verify, D_cot, D_correct
-    n_heldout: int = 100  # validation-split problems: the held-out verification set
-    seed: int = 0
-    # A JSONL of real problems in the task's file format (GSM8K's question/answer rows for gsm8k). Set:
-    # train and held-out problems are drawn from it instead of generated, disjoint (a seeded shuffle:
-    # the first n_train, then the next n_heldout). "" = generate (gsm8k has no generator).
-    file: str = ""
-    # Generator settings of a reasoning-gym task (its dataset config's fields, e.g. min_empty / max_empty
-    # for mini_sudoku); {} = the task's defaults. Built-in tasks take none.
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,7 +69,7 @@ class PolicyConfig:
 
 @dataclass
 class DataBuildConfig:
-    task: TaskConfig = field(default_factory=TaskConfig)
+    task: TaskConfig = field(default_factory=lambda: TaskConfig(name="last_letter"))
     base_model: BaseModelConfig = field(default_factory=BaseModelConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)  # policy solutions per problem
@@ -124,41 +110,13 @@ class BuiltData:
     reused: bool
 
 
-def load_problems(cfg: TaskConfig, key: str = "data.task") -> tuple[list[Problem], list[Problem]]:
-    """(train, held-out) problems: generated from the task's train and validation splits, or drawn
-    disjointly from ``cfg.file``. ConfigError names the key (and the file's line for a bad row)."""
-    try:
-        task = get_task(cfg.name, cfg.options)
-    except ValueError as e:  # an unknown task (the known ones listed) or a bad generator setting
-        raise ConfigError(f"{key}: {e}") from None
-    if not cfg.file:
-        try:
-            return (task.generate("train", cfg.n_train, seed=cfg.seed),
-                    task.generate("validation", cfg.n_heldout, seed=cfg.seed))
-        except NotImplementedError:
-            raise ConfigError(f"{key}.file: task {cfg.name!r} has no generator; name a JSONL of its problems "
-                              "(GSM8K format: question / answer rows)") from None
-    path = Path(cfg.file)
-    if not path.is_file():
-        raise ConfigError(f"{key}.file: no such file {path}")
-    try:
-        loaded = task.load(path)
-    except ValueError as e:  # names file:line and the field
-        raise ConfigError(f"{key}.file: {e}") from None
-    problems = list({p.id: p for p in loaded}.values())  # a repeated question counts once
-    want = cfg.n_train + cfg.n_heldout
-    if len(problems) < want:
-        raise ConfigError(f"{key}: {path} holds {len(problems)} distinct problems, fewer than "
-                          f"n_train + n_heldout = {cfg.n_train} + {cfg.n_heldout}")
-    random.Random(cfg.seed).shuffle(problems)
-    return problems[: cfg.n_train], problems[cfg.n_train : want]
-
-
 def _task_key(task: dict[str, Any]) -> None:
     """A problems file enters the key by its content (a moved copy keeps the folder); no file keeps the
     keys of folders built before ``file`` existed."""
     if not task.get("options"):
         task.pop("options", None)  # added later: no options keeps the old keys
+    if task.get("heldout_split", "validation") == "validation":
+        task.pop("heldout_split", None)  # added later: the default keeps the old keys
     path = task.pop("file", "")
     if path:
         task["file_sha256"] = hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).is_file() else path
@@ -250,7 +208,7 @@ def _paths(folder: Path, stats: dict[str, Any], reused: bool) -> BuiltData:
 def _build(build: DataBuildConfig, folder: Path, log) -> dict[str, Any]:
     t0 = time.perf_counter()
     task = get_task(build.task.name, build.task.options)
-    train, heldout = load_problems(build.task)
+    train, heldout = load_problems(build.task, "data.task")
     references = [LabelledSolution(p, task.reference_solution(p), True) for p in train]
     stats: dict[str, Any] = {"n_train_problems": len(train), "n_heldout_problems": len(heldout)}
     policy_done = folder / "policy.json"

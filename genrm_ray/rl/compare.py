@@ -57,10 +57,10 @@ def read_heldout(run_dir: str | Path) -> dict[int, dict[str, float]]:
 
 def paired_difference(after: Mapping[str, float], before: Mapping[str, float]) -> dict[str, float]:
     """mean(after - before) over the same problems with its 95% bootstrap CI; ValueError when the two
-    evaluations are not of the same problems (different task seeds or n_eval)."""
+    evaluations are not of the same problems (different task seeds or n_heldout)."""
     if set(after) != set(before):
         raise ValueError(f"not the same held-out problems: {len(set(after) - set(before))} only in one evaluation, "
-                         f"{len(set(before) - set(after))} only in the other (same task, seed and n_eval?)")
+                         f"{len(set(before) - set(after))} only in the other (same task, seed and n_heldout?)")
     ids = sorted(after)
     d = paired_bootstrap([after[i] for i in ids], [before[i] for i in ids])
     return {"diff": round(d.diff, 4), "low": round(d.low, 4), "high": round(d.high, 4), "n": d.n}
@@ -115,13 +115,14 @@ def evaluate_run_exports(run_dir: str | Path) -> dict[str, Any]:
     from genrm_ray.engine import VLLMBackend
     from genrm_ray.rl.config import GRPOConfig
     from genrm_ray.tasks import get_task
+    from genrm_ray.tasks.config import load_problems
 
     run_dir = Path(run_dir)
     if (run_dir / HELDOUT_FILE).exists():
         raise FileExistsError(f"{run_dir / HELDOUT_FILE} exists: the run logged its own outcomes")
     cfg = load_config(GRPOConfig, run_dir / "grpo_config.json")
     task = get_task(cfg.task.name, cfg.task.options)
-    problems = task.generate(cfg.task.eval_split, cfg.task.n_eval, seed=cfg.task.seed)
+    problems = load_problems(cfg.task)[1]
     logged = {x["step"]: x["pass_at_1"] for x in read_metrics(run_dir) if "pass_at_1" in x}
     last = max(logged)
     evaluated = []

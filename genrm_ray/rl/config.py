@@ -20,6 +20,7 @@ from genrm_ray.config import ConfigError, load_config
 from genrm_ray.models.pretrained import BaseModelError, resolve_base_model
 from genrm_ray.runs import RunDir, RunDirError, StorageError, as_location, is_file, is_uri, require_hf_model_dir
 from genrm_ray.scoring import CotConfig, check_cot
+from genrm_ray.tasks.config import TaskConfig, check_task
 from genrm_ray.train.config import DeepSpeedConfig, LoggingConfig, check_deepspeed
 
 
@@ -30,16 +31,6 @@ class ModelsConfig:
     from_run: str = ""
     policy: str = ""  # HF dir (local or shared path) of the SFT policy that GRPO starts from (also the frozen KL reference)
     verifier: str = ""  # the reward model's HF dir or its URI (genrm_* sources: GenRM; discriminative: classifier)
-
-
-@dataclass
-class TaskConfig:
-    name: str = ""  # "" = the task of models.from_run
-    options: dict[str, Any] = field(default_factory=dict)  # a reasoning-gym task's generator settings
-    n_train: int = 2000  # train-split prompts GRPO samples from
-    n_eval: int = 200  # held-out prompts for pass@1
-    eval_split: str = "validation"  # never "test": the test split stays for Best-of-N
-    seed: int = 0
 
 
 @dataclass
@@ -125,7 +116,9 @@ class RefreshConfig:
 @dataclass
 class GRPOConfig:
     models: ModelsConfig = field(default_factory=ModelsConfig)
-    task: TaskConfig = field(default_factory=TaskConfig)
+    # n_train: the prompts GRPO samples from; n_heldout: the held-out prompts of its pass@1 ("" name = the
+    # task of models.from_run)
+    task: TaskConfig = field(default_factory=lambda: TaskConfig(n_train=2000, n_heldout=200))
     reward: RewardConfig = field(default_factory=RewardConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     train: PolicyTrainConfig = field(default_factory=PolicyTrainConfig)
@@ -195,7 +188,7 @@ def check_grpo_config(cfg: GRPOConfig) -> None:
                             ("train.micro_batch_size", t.micro_batch_size, 1), ("train.warmup_steps", t.warmup_steps, 0),
                             ("train.torch_threads", t.torch_threads, 0),
                             ("eval.every", cfg.eval.every, 1), ("eval.samples", cfg.eval.samples, 1),
-                            ("task.n_train", cfg.task.n_train, 1), ("task.n_eval", cfg.task.n_eval, 1)]:
+                            ("task.n_train", cfg.task.n_train, 1), ("task.n_heldout", cfg.task.n_heldout, 1)]:
         if value < low:
             raise ConfigError(f"{key} must be >= {low}, got {value}")
     if r.prompts_per_step % r.chunks:
@@ -216,16 +209,7 @@ def check_grpo_config(cfg: GRPOConfig) -> None:
         raise ConfigError("reward.serve_overrides: the app this job starts votes with reward.cot; set reward.cot.* instead "
                           "of scoring.cot.*")
     check_refresh(cfg, served_elsewhere)
-    if cfg.task.eval_split == "test":
-        raise ConfigError("task.eval_split=test is reserved for Best-of-N; use validation (or ood)")
-    from genrm_ray.tasks import get_task
-
-    try:
-        task = get_task(cfg.task.name, cfg.task.options)
-    except ValueError as e:
-        raise ConfigError(f"task.name / task.options: {e}") from None
-    if cfg.task.eval_split not in task.splits():
-        raise ConfigError(f"task.eval_split: task {task.name!r} has no split {cfg.task.eval_split!r} ({list(task.splits())})")
+    check_task(cfg.task, "task")
     if cfg.reward.source.startswith("genrm") and not served_elsewhere:
         serve_config(cfg)  # the app's config fails now, not after the actors start
     m.policy = str(resolve_base_model(m.policy, "models.policy", vllm=True).resolve())
