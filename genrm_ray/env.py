@@ -64,10 +64,24 @@ def configure(entry_point: bool = False) -> None:
         "RAY_TMPDIR": root / "ray",
         "TOKENIZERS_PARALLELISM": "false",
     }
+    if _torch_is_cpu_build():
+        # DeepSpeed probes for GPUs on every import and warns "unable to detect" when it finds none.
+        defaults["DS_ACCELERATOR"] = "cpu"
     for key, value in defaults.items():
         if isinstance(value, Path):
             value.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault(key, str(value))
+
+
+def _torch_is_cpu_build() -> bool:
+    """Whether the installed torch is a CPU-only build (its version ends in +cpu), read without
+    importing torch."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("torch").endswith("+cpu")
+    except metadata.PackageNotFoundError:
+        return False
 
 
 def release_free_memory() -> None:

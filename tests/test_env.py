@@ -11,7 +11,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 WATCHED = ["GENRM_CACHE_DIR", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", "HF_HOME", "WANDB_MODE",
-           "VLLM_CPU_KVCACHE_SPACE", "RAY_TMPDIR"]
+           "VLLM_CPU_KVCACHE_SPACE", "RAY_TMPDIR", "DS_ACCELERATOR"]
 
 
 def _environment_after(code: str, **extra: str) -> dict[str, str | None]:
@@ -34,6 +34,21 @@ def test_entry_points_get_project_caches_and_offline_settings():
     assert seen["HF_HOME"] == str(REPO / ".cache" / "hf") and seen["HF_HUB_OFFLINE"] == "1"
     assert seen["WANDB_MODE"] == "offline" and seen["VLLM_CPU_KVCACHE_SPACE"] == "1"
     assert seen["TRANSFORMERS_OFFLINE"] == "1" and seen["HF_ENDPOINT"] is None
+
+
+def test_deepspeed_imports_without_a_warning_on_a_cpu_build_of_torch():
+    from importlib import metadata
+
+    env = {k: v for k, v in os.environ.items() if k not in WATCHED}
+    out = subprocess.run([sys.executable, "-c", "import genrm_ray.env; genrm_ray.env.configure(entry_point=True); "
+                          "import deepspeed, os; print(os.environ.get('DS_ACCELERATOR'))"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    if metadata.version("torch").endswith("+cpu"):
+        assert out.stdout.split() == ["cpu"]
+        assert "unable to detect" not in out.stdout + out.stderr, out.stderr[-2000:]
+    else:  # a CUDA build: DeepSpeed detects the accelerator itself
+        assert out.stdout.split() == ["None"]
 
 
 def test_a_configured_hub_is_the_one_setting_that_turns_offline_off():

@@ -29,6 +29,9 @@ for spec in "$@"; do
     sudoku-e46-direct-all) run sudoku-e46-direct-all genrm.objective.mode=direct data.verify_balance=upsample genrm.train.max_steps=75 genrm.train.micro_batch_size=8 genrm.data.max_length=256 ;;
     sudoku-e810) run sudoku-e810 "data.task.options={min_empty: 8, max_empty: 10}" ;;
     countdown-n3) run countdown-n3 data.task.name=countdown "data.task.options={min_numbers: 3, max_numbers: 3, min_value: 1, max_value: 9, min_target: 1, max_target: 30, operators: ['+', '-', '*']}" ;;
+    # Countdown at the first difficulty with GenRM direct at the direct sudoku row's budget (60 steps):
+    # the policy's pass@k and the verifier's within-problem AUROC, no line agreement (no rationales).
+    countdown-n3-direct) run countdown-n3-direct data.task.name=countdown "data.task.options={min_numbers: 3, max_numbers: 3, min_value: 1, max_value: 9, min_target: 1, max_target: 30, operators: ['+', '-', '*']}" genrm.objective.mode=direct genrm.train.max_steps=60 genrm.data.max_length=256 ;;
     countdown-n4) run countdown-n4 data.task.name=countdown "data.task.options={min_numbers: 4, max_numbers: 4, min_value: 1, max_value: 20, min_target: 10, max_target: 100, operators: ['+', '-', '*', '/']}" ;;
     *) echo "unknown spec $spec" ;;
   esac
