@@ -128,6 +128,10 @@ def sample_solutions(problems: Sequence[Problem], model_dir: str | Path, cfg: Sa
         compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),  # K engines, each an actor
         num_cpus=cfg.num_cpus,
         num_gpus=cfg.num_gpus,
+        # Ray Data restarts a dead actor and retries its batches without end by default: an engine that
+        # cannot start or runs out of memory would loop instead of failing with its error (and Ray
+        # prints a core_worker error for restartable actors with constructor arguments).
+        max_restarts=0,
     )
     samples = [
         Sample(str(r["problem_id"]), int(r["sample_index"]), str(r["solution"]), str(r["finish_reason"]), int(r["tokens"]))

@@ -237,7 +237,7 @@ def score_pools(cfg: EvalConfig, pools: dict[str, list[PoolProblem]], spec: Veri
         fn_constructor_kwargs=dict(spec=dataclasses.asdict(spec), cot=dataclasses.asdict(cfg.cot),
                                    scoring=dataclasses.asdict(s)),
         batch_size=s.batch_size, compute=ray.data.ActorPoolStrategy(size=s.concurrency), num_cpus=s.num_cpus,
-        num_gpus=s.num_gpus,
+        num_gpus=s.num_gpus, max_restarts=0,  # fail with the engine's error, never restart it in a loop (data.sampling)
     )
     got = {(str(r["problem_id"]), int(r["sample_index"])): r for r in ds.take_all()}
     if len(got) != len(rows):
