@@ -27,8 +27,9 @@ CUDA_DRAGGED := torchvision torchaudio torchcodec triton
 
 setup: $(STAMP)
 
-# Exactly the locked set, nothing resolved: every package --no-deps from the lock, then the project;
-# anything else in the venv (left from an older lock) is removed.
+# Exactly the locked set, nothing resolved: every package --no-deps from the lock, then the project
+# (setuptools' warnings about editable installs silenced); anything else in the venv (left from an older
+# lock) is removed.
 $(STAMP): pyproject.toml $(LOCK)
 	@echo ">> setting up $(VENV) from $(LOCK) (caches under $(GENRM_CACHE_DIR))"
 	@start=$$(date +%s); \
@@ -36,7 +37,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV); \
 	$(PY) -m pip install -q --no-deps $$(grep -E '^(pip|setuptools|wheel)==' $(LOCK)); \
 	$(PY) -m pip install -q --no-deps -r $(LOCK); \
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .; \
+	PYTHONWARNINGS=ignore $(PY) -m pip install -q --no-deps --no-build-isolation -e .; \
 	extra=$$($(PY) -m genrm_ray.lockfile extras $(LOCK)); \
 	if [ -n "$$extra" ]; then echo ">> removing what the lock does not hold: $$extra"; $(PY) -m pip uninstall -q -y $$extra; fi; \
 	$(PY) -c "import vllm, ray, deepspeed, torch, transformers; print('stack ok: torch', torch.__version__, 'vllm', vllm.__version__, 'ray', ray.__version__, 'deepspeed', deepspeed.__version__, 'transformers', transformers.__version__)"; \
