@@ -118,7 +118,14 @@ def _string_literals(path):
     """Every str constant of a module except docstrings (f-string parts included)."""
     import ast
 
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    source = path.read_text(encoding="utf-8")
+    for attempt in range(3):
+        try:
+            tree = ast.parse(source)
+            break
+        except SystemError:  # CPython < 3.11.8 (gh-106905): another thread's AST work in this process can
+            if attempt == 2:  # trip ast's recursion check ("recursion depth mismatch"); the parse itself is fine
+                raise
     docstrings = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:

@@ -31,6 +31,7 @@ def bodies(seed: int = 0):
     return make
 
 
+@pytest.mark.e2e  # minutes of scaling up, a kill and scaling down: `make test-e2e`, out of CI's 45 minutes
 def test_autoscales_up_survives_a_replica_kill_and_scales_down(reward_server):
     app, dep = reward_server.app_name, reward_server.cfg.deployment.name
     # Earlier tests share this app and their load may have scaled it up: start from one replica.

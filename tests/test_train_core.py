@@ -266,12 +266,15 @@ def test_genrm_direct_zero2_lambda_positive_with_wandb(assets, ray_cluster):
     assert torch.equal(model.lm_head.weight, weights["model.embed_tokens.weight"])
     assert all(torch.equal(model.state_dict()[k], v) for k, v in weights.items())
 
-    # What the workers printed or warned (DeepSpeed's accelerator line, ...) is in per-rank logs in
-    # the run dir, not on the driver's console; Ray Train's per-step "Reporting training result"
-    # line is silenced, not just moved there.
+    # What the workers printed (DeepSpeed's op builds, transformers' loading bars, ...) is in per-rank logs
+    # in the run dir, not on the driver's console; Ray Train's per-step "Reporting training result" line
+    # is silenced, not just moved there, and DeepSpeed no longer warns that it found no accelerator
+    # (genrm_ray.env sets DS_ACCELERATOR=cpu on a CPU build of torch).
     for rank in (0, 1):
         text = (result.run_dir / f"worker_{rank}.log").read_text()
-        assert "accelerator" in text.lower() and "Reporting training result" not in text, text[-2000:]
+        assert ("deepspeed" in text.lower() or "loading weights" in text.lower()) and "Reporting training result" not in text, \
+            text[-2000:]
+        assert "unable to detect" not in text, text[-2000:]
 
     # wandb offline run holds what was logged: read its own files back.
     runs = sorted((result.run_dir / "wandb").glob("offline-run-*"))
