@@ -187,7 +187,7 @@ def test_rationale_lines_compare_without_solving():
     assert solve([2, 3, 4], 14, ("+", "*")) is not None and solve([2, 3, 4], 100, ("+", "*")) is None
 
 
-def test_sudoku_cells_format_names_every_cell_and_flags_a_changed_given():
+def test_sudoku_cells_and_flagged_formats_name_every_cell_and_flag_a_changed_given():
     p = SUDOKU_PROBLEMS[0]
     puzzle, grid = parse_puzzle(p.question), parse_grid(p.answer)
     _, lines = verdict_and_lines(SUDOKU, p, SUDOKU.reference_solution(p), "cells")
@@ -202,5 +202,12 @@ def test_sudoku_cells_format_names_every_cell_and_flags_a_changed_given():
     verdict, lines = verdict_and_lines(SUDOKU, p, answer_block(grid_text(changed)), "cells")
     assert not verdict
     assert f"{'abcd'[c]}{r + 1} {puzzle[r][c]} changed" in lines[r] and lines[r].endswith("Wrong.")
+    # flagged: the puzzle's symbol beside each cell, a changed given flagged inside the brackets.
+    _, lines = verdict_and_lines(SUDOKU, p, SUDOKU.reference_solution(p), "flagged")
+    assert lines[0] == "Row 1: " + " ".join(f"{c}1={d} ({g})" for c, d, g in zip("abcd", grid[0], puzzle[0])) + ". Correct."
+    assert lines[4:] == verdict_and_lines(SUDOKU, p, SUDOKU.reference_solution(p), "cells")[1][4:]
+    verdict, lines = verdict_and_lines(SUDOKU, p, answer_block(grid_text(changed)), "flagged")
+    assert not verdict and f"{'abcd'[c]}{r + 1}={changed[r][c]} ({puzzle[r][c]} changed)" in lines[r]
+    assert lines[r].endswith("Wrong.") and sum("changed" in line for line in lines) == 1
     with pytest.raises(ValueError, match="unknown rationale format"):
         SUDOKU.check_lines(p.question, p.answer, "nope")

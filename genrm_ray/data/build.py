@@ -89,8 +89,9 @@ class DataBuildConfig:
     # verdicts, look-alikes, bare wrong answers, ...) on TRAIN problems, labelled No, mixed into D_verify
     # and D_cot as this share of each (0 = none; at most 0.5). The held-out set stays clean.
     hard_negative_share: float = 0.0
-    # How the programmatic CoT rationales write each recomputation: "quoted" or, on math tasks,
-    # "decomposed" (place-value parts; genrm_ray.tasks.mathtext.worked).
+    # How the programmatic CoT rationales write each check: "quoted", or a task's own (the task's
+    # rationale_formats): "decomposed" on math tasks (place-value parts; genrm_ray.tasks.mathtext.worked),
+    # "cells" and "flagged" on mini_sudoku (genrm_ray.tasks.sudoku).
     rationale_format: str = "quoted"
     cache_dir: str = ""  # "" = <GENRM_CACHE_DIR>/genrm_data
 

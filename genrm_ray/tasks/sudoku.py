@@ -25,6 +25,15 @@ the cell's name (``c1=``), the copy small transformers do well, instead of count
 A row line's puzzle part flags a changed given right after it, so that each flag compares one
 copied digit with one named cell.
 
+The ``flagged`` format (``data.rationale_format: flagged``) is the cells format with the comparison
+written where the digit is: each cell of a row line carries the puzzle's symbol in brackets, without a
+cell name before it (in the cells format the model copied the solution's digit after a repeated cell
+name), and a changed given is flagged inside them, a comparison of two adjacent tokens:
+
+    Row 3: a3=4 (3 changed) b3=1 (1) c3=4 (4) d3=2 (_); 4 twice. Wrong.
+
+Its column and box lines are the cells format's.
+
 A grid whose rows keep the puzzle's givens and whose rows, columns and boxes each hold 1-4 once is the
 puzzle's unique solution, so every line passes exactly when reasoning-gym's checker gives full
 credit. Each line copies the solution's digits and compares them; no line needs arithmetic.
@@ -91,15 +100,20 @@ def _cells(cells: list[tuple[int, int]], grid: Grid) -> str:
     return " ".join(f"{LETTERS[c]}{r + 1}={grid[r][c]}" for r, c in cells)
 
 
-def _cell_lines(grid: Grid, puzzle: Grid) -> list[str]:
-    """The ``cells`` format's lines (module docstring): rows with the puzzle's givens, columns, boxes."""
+def _cell_lines(grid: Grid, puzzle: Grid, flagged: bool = False) -> list[str]:
+    """The ``cells`` (or ``flagged``) format's lines (module docstring): rows with the puzzle's givens,
+    columns, boxes."""
     lines = []
     for r in range(4):
         changed = [puzzle[r][c] not in ("_", grid[r][c]) for c in range(4)]
-        given = " ".join(f"{LETTERS[c]}{r + 1} {puzzle[r][c]}" + (" changed" if changed[c] else "") for c in range(4))
         repeated = _once(grid[r])
-        lines.append("; ".join([f"Row {r + 1}: {_cells([(r, c) for c in range(4)], grid)}", f"puzzle {given}",
-                                *([repeated] if repeated else [])])
+        if flagged:
+            parts = [f"Row {r + 1}: " + " ".join(f"{LETTERS[c]}{r + 1}={grid[r][c]} ({puzzle[r][c]}"
+                                                 + (" changed)" if changed[c] else ")") for c in range(4))]
+        else:
+            given = " ".join(f"{LETTERS[c]}{r + 1} {puzzle[r][c]}" + (" changed" if changed[c] else "") for c in range(4))
+            parts = [f"Row {r + 1}: {_cells([(r, c) for c in range(4)], grid)}", f"puzzle {given}"]
+        lines.append("; ".join([*parts, *([repeated] if repeated else [])])
                      + f". {WRONG if any(changed) or repeated else CORRECT}")
     groups = [(f"Column {LETTERS[c]}", cells) for c, cells in enumerate(COLUMN_CELLS)]
     groups += [(f"Box {i + 1}", cells) for i, cells in enumerate(BOX_CELLS)]
@@ -130,7 +144,7 @@ class MiniSudokuTask(ReasoningGymTask):
 
     # ---- verification ---------------------------------------------------------------------------
 
-    rationale_formats = ("quoted", "cells")
+    rationale_formats = ("quoted", "cells", "flagged")
 
     def check_lines(self, question: str, solution: str, rationale_format: str = "quoted") -> list[str]:
         if rationale_format not in self.rationale_formats:
@@ -144,8 +158,8 @@ class MiniSudokuTask(ReasoningGymTask):
         if grid is None:
             what = "no answer" if answer is None else "not four rows of four digits 1-4"
             return [f"Grid: {what}. {WRONG}"]
-        if rationale_format == "cells":
-            return _cell_lines(grid, puzzle)
+        if rationale_format in ("cells", "flagged"):
+            return _cell_lines(grid, puzzle, flagged=rationale_format == "flagged")
         lines = []
         for i, (row, given) in enumerate(zip(grid, puzzle), start=1):
             changed = [c for c in range(4) if given[c] != "_" and given[c] != row[c]]
