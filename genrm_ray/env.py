@@ -159,5 +159,8 @@ def connect_ray(address: str | None = "", **init_options) -> None:
         # actor logs a core_worker error on every run's console (constructor arguments in the object
         # store). A cluster given by address keeps it.
         os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+        # Token authentication, Ray's default for a new local cluster, named explicitly: left unset, Ray
+        # turns it on anyway and prints a WARNING on every run's console saying so.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     ray.init(address=address or None, **init_options)
     print(f"[ray] {ray.cluster_resources()}")
