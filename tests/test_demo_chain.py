@@ -89,7 +89,7 @@ def assert_quiet(proc: subprocess.CompletedProcess, last_line: str) -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.e2e  # not in `make test` yet: it has not completed its serve and GRPO steps here (`make test-e2e`)
+@pytest.mark.e2e  # `make test-e2e`, not CI: four jobs and three vLLM engines, 15 min on a loaded 2-core machine
 def test_tiny_demo_then_eval_serve_and_grpo_on_its_run(ray_cluster, tmp_path):
     import requests
 
