@@ -1,8 +1,8 @@
 """jobs/train_grpo.py end to end, run as the job it is: a subprocess from the repository root that
 joins the session's Ray cluster (``ray_cluster.env``: RAY_ADDRESS and the auth token) and reaches the
-session's served GenRM by ``reward.app_name`` or ``reward.url``. A few GRPO steps (handle and HTTP),
-checkpoints, resume; a job whose policy cannot be placed deletes the reward app it deployed. Bad
-config is checked on ``load_grpo_config`` itself, and once through the job (exit code 2)."""
+session's served GenRM by ``reward.app_name`` or ``reward.url``. A few GRPO steps (handle, then HTTP),
+checkpoints, resume; a job whose actors cannot be placed fails naming them and deletes the reward app it
+deployed. Bad config is checked on ``load_grpo_config`` itself, and once through the job (exit code 2)."""
 
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ def rows(run_dir: Path) -> list[dict]:
 @pytest.mark.integration
 def test_grpo_steps_with_served_genrm_then_resume(ray_cluster, reward_server, tiny_model_dir, tmp_path):
     run_dir = tmp_path / "grpo"
-    common = [f"models.policy={tiny_model_dir}", f"run_dir={run_dir}", f"reward.app_name={reward_server.app_name}"]
-    assert succeeded(run_job(common, ray_cluster.env))
+    common = [f"models.policy={tiny_model_dir}", f"run_dir={run_dir}"]
+    assert succeeded(run_job([*common, f"reward.app_name={reward_server.app_name}"], ray_cluster.env))
     logged = rows(run_dir)
     assert [x["step"] for x in logged] == [0, 1, 2, 3]
     assert [x["step"] for x in logged if "pass_at_1" in x] == [0, 2, 3]  # step 0, every 2, and the last
@@ -64,12 +64,15 @@ def test_grpo_steps_with_served_genrm_then_resume(ray_cluster, reward_server, ti
     assert summary["steps"] == 3 and (Path(summary["hf_model"]) / "config.json").is_file()
     assert (run_dir / "grpo_curves.png").stat().st_size > 0
 
-    # Resume: a longer run in the same dir starts after the last checkpoint, not from scratch.
-    resumed = run_job([*common, "train.steps=4"], ray_cluster.env)
+    # Resume: a longer run in the same dir starts after the last checkpoint, not from scratch. It reaches
+    # the same app over HTTP (bearer token from the job's environment) instead of by its Serve handle.
+    resumed = run_job([*common, f"reward.url={reward_server.base_url}", "train.steps=4"],
+                      ray_cluster.env | {"GENRM_REWARD_TOKEN": reward_server.token})
     assert succeeded(resumed)
     assert "resumed from" in resumed.stdout
     logged = rows(run_dir)
     assert [x["step"] for x in logged] == [0, 1, 2, 3, 4]
+    assert logged[4]["k_used"] == 2 and 0.0 <= logged[4]["reward_mean"] <= 1.0  # the server's CoT votes, over HTTP
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 4
     assert_heldout_matches(run_dir, logged)
 
@@ -107,24 +110,12 @@ def assert_heldout_matches(run_dir: Path, logged: list[dict]) -> None:
 
 
 @pytest.mark.integration
-def test_grpo_over_http_direct_without_kl(ray_cluster, reward_server, tiny_model_dir, tmp_path):
-    """The same loop with the endpoint reached over HTTP (bearer token from the job's environment) and
-    no KL term (kl_coef=0: no reference actor)."""
-    run_dir = tmp_path / "grpo-http"
-    proc = run_job([f"models.policy={tiny_model_dir}", f"run_dir={run_dir}", f"reward.url={reward_server.base_url}",
-                    "reward.source=genrm_direct", "train.kl_coef=0", "train.steps=1"],
-                   ray_cluster.env | {"GENRM_REWARD_TOKEN": reward_server.token})
-    assert succeeded(proc)
-    (step1,) = [x for x in rows(run_dir) if x["step"] == 1]
-    assert step1["kl"] == 0.0
-    assert step1["k_used"] == 1  # direct GenRM: one verdict per item, no rationales (as the server reports it)
-
-
-@pytest.mark.integration
-def test_a_job_that_fails_deletes_the_reward_app_it_deployed(ray_cluster, reward_server, tiny_model_dir, tmp_path):
-    """The job deploys its own GenRM app (genrm_direct, no url / app_name), then its policy ranks cannot
-    be placed (more CPUs each than the cluster has) and the PolicyGroup times out: the job fails, the app
-    it deployed is gone, and the session's app, which it did not start, still runs."""
+def test_an_actor_that_cannot_be_placed_fails_the_job_naming_it_and_its_reward_app_goes(ray_cluster, reward_server,
+                                                                                        tiny_model_dir, tmp_path):
+    """Ray keeps an actor it cannot place pending without an error; the job must not wait on it forever
+    at step 1 (as a refresh run whose actors asked for 2.25 of 2 CPUs once did). The job deployed its own
+    GenRM app (genrm_direct, no url / app_name): when it fails, that app is gone, and the session's app,
+    which it did not start, still runs. (A policy group that cannot be placed: tests/test_grpo_actors.py.)"""
     from ray import serve
     from ray.serve.exceptions import RayServeException
 
@@ -132,30 +123,20 @@ def test_a_job_that_fails_deletes_the_reward_app_it_deployed(ray_cluster, reward
     overrides = f"[http.app_name={app}, http.route_prefix=/{app}, deployment.num_cpus=0.25, deployment.max_replicas=1]"
     proc = run_job([f"models.policy={tiny_model_dir}", f"models.verifier={tiny_model_dir}", f"run_dir={tmp_path / 'grpo'}",
                     "reward.source=genrm_direct", f"reward.serve_config={SERVE_TEST_CONFIG}",
-                    f"reward.serve_overrides={overrides}", "train.resources_per_worker={CPU: 64}",
-                    "train.placement_timeout_s=2"], ray_cluster.env)
+                    f"reward.serve_overrides={overrides}", "rollout.num_cpus=64", "train.placement_timeout_s=60"],
+                   ray_cluster.env)
     assert proc.returncode == 1, proc.stderr[-4000:]
-    assert f"as Serve app {app!r}" in proc.stdout  # the app was up before the group failed
-    assert "did not fit on one node within 2 s" in proc.stderr
-    assert app not in serve.status().applications
-    with pytest.raises(RayServeException, match=f"Application '{app}' does not exist"):
-        serve.get_app_handle(app)
-    assert serve.status().applications[reward_server.app_name].status == "RUNNING"
-
-
-@pytest.mark.integration
-def test_an_actor_that_cannot_be_placed_fails_the_job_naming_it(ray_cluster, reward_server, tiny_model_dir, tmp_path):
-    """Ray keeps an actor it cannot place pending without an error; the job must not wait on it forever
-    at step 1 (as a refresh run whose actors asked for 2.25 of 2 CPUs once did)."""
-    proc = run_job([f"models.policy={tiny_model_dir}", f"run_dir={tmp_path / 'grpo'}", f"reward.app_name={reward_server.app_name}",
-                    "rollout.num_cpus=64", "train.placement_timeout_s=60"], ray_cluster.env)
-    assert proc.returncode == 1, proc.stderr[-4000:]
+    assert f"as Serve app {app!r}" in proc.stdout  # the app was up before the actors failed
     # 60 s: the same timeout bounds the policy ranks' start (DeepSpeed init), which must succeed here.
     lines = [x for x in proc.stderr.splitlines() if "not started within 60 s (train.placement_timeout_s)" in x]
     assert lines, proc.stderr[-4000:]
     line = lines[-1]
     assert "RolloutActor (rollout.num_cpus=64)" in line and "CPUs are free" in line
     assert not (tmp_path / "grpo" / "metrics.jsonl").exists()  # it failed before its first step
+    assert app not in serve.status().applications
+    with pytest.raises(RayServeException, match=f"Application '{app}' does not exist"):
+        serve.get_app_handle(app)
+    assert serve.status().applications[reward_server.app_name].status == "RUNNING"
 
 
 @pytest.fixture
@@ -248,7 +229,7 @@ def test_refresh_points_the_served_replicas_at_the_trainer(policy_dir, tiny_mode
 def test_grpo_with_verifier_refresh_runs_and_exports_the_verifier(ray_cluster, reward_server, tiny_model_dir, tmp_path):
     """refresh.every=1 on the job's own GenRM app: every step logs a refresh (trained, or skipped when the
     tiny random policy's rollouts are all wrong), the refreshed verifier is exported, and the app and
-    the trainer are gone after the job."""
+    the trainer are gone after the job. No KL term (kl_coef=0: no reference actor)."""
     import ray
     from ray import serve
 
@@ -260,11 +241,13 @@ def test_grpo_with_verifier_refresh_runs_and_exports_the_verifier(ray_cluster, r
     proc = run_job([f"models.policy={tiny_model_dir}", f"models.verifier={tiny_model_dir}", f"run_dir={run_dir}",
                     "reward.source=genrm_direct", f"reward.serve_config={SERVE_TEST_CONFIG}",
                     f"reward.serve_overrides={overrides}", "train.steps=2", "refresh.every=1", "refresh.steps=1",
-                    "refresh.deepspeed.bf16=false"], ray_cluster.env)
+                    "refresh.deepspeed.bf16=false", "train.kl_coef=0"], ray_cluster.env)
     assert succeeded(proc)
     steps = [x for x in rows(run_dir) if x["step"] > 0]
     assert [x["step"] for x in steps] == [1, 2]
     for x in steps:
+        assert x["kl"] == 0.0
+        assert x["k_used"] == 1  # direct GenRM: one verdict per item, no rationales (as the server reports it)
         assert x["refresh_skipped"] in (0.0, 1.0) and x["refresh_s"] >= 0
         if x["refresh_skipped"] == 0.0:
             assert x["refresh_examples"] >= 2 and x["verifier_version"] >= 1
