@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from genrm_ray.data.sampling import Sample, SamplingConfig, grade, sample_solutions
@@ -13,8 +15,12 @@ def test_ray_data_pool_samples_n_solutions_per_problem(ray_cluster, tiny_model_d
     task = get_task("last_letter")
     problems = task.generate("train", 5, seed=0)
     # batch_size 2 over 5 problems: three map_batches calls through one vLLM engine actor.
-    samples = sample_solutions(problems, tiny_model_dir, SamplingConfig(
-        n=3, temperature=1.0, max_tokens=12, seed=0, concurrency=1, batch_size=2, num_cpus=1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        samples = sample_solutions(problems, tiny_model_dir, SamplingConfig(
+            n=3, temperature=1.0, max_tokens=12, seed=0, concurrency=1, batch_size=2, num_cpus=1))
+    # max_restarts=0 reaches Ray Data through its deprecated **ray_remote_args: no warning on the console.
+    assert not [w for w in caught if "ray_remote_args" in str(w.message)], [str(w.message) for w in caught]
     assert len(samples) == 15
     assert all(isinstance(s, Sample) for s in samples)
     by_problem: dict[str, list[int]] = {}

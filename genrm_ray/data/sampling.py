@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from genrm_ray import prompts
+from genrm_ray.console import actor_pool_without_restarts
 from genrm_ray.data.sft import LabelledSolution
 from genrm_ray.tasks import Problem, get_task
 
@@ -118,21 +119,22 @@ def sample_solutions(problems: Sequence[Problem], model_dir: str | Path, cfg: Sa
     check_sampling(cfg, "sampling")
     import ray  # after the checks: bad input fails without loading Ray
     rows = [{"problem_id": p.id, "task": p.task, "question": p.question} for p in problems]
-    ds = ray.data.from_items(rows).map_batches(
-        PolicySampler,
-        fn_constructor_kwargs=dict(
-            model_dir=str(model_dir), n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
-            max_tokens=cfg.max_tokens, seed=cfg.seed, engine_options=cfg.engine_options,
-        ),
-        batch_size=cfg.batch_size,
-        compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),  # K engines, each an actor
-        num_cpus=cfg.num_cpus,
-        num_gpus=cfg.num_gpus,
-        # Ray Data restarts a dead actor and retries its batches without end by default: an engine that
-        # cannot start or runs out of memory would loop instead of failing with its error (and Ray
-        # prints a core_worker error for restartable actors with constructor arguments).
-        max_restarts=0,
-    )
+    with actor_pool_without_restarts():
+        ds = ray.data.from_items(rows).map_batches(
+            PolicySampler,
+            fn_constructor_kwargs=dict(
+                model_dir=str(model_dir), n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
+                max_tokens=cfg.max_tokens, seed=cfg.seed, engine_options=cfg.engine_options,
+            ),
+            batch_size=cfg.batch_size,
+            compute=ray.data.ActorPoolStrategy(size=cfg.concurrency),  # K engines, each an actor
+            num_cpus=cfg.num_cpus,
+            num_gpus=cfg.num_gpus,
+            # Ray Data restarts a dead actor and retries its batches without end by default: an engine that
+            # cannot start or runs out of memory would loop instead of failing with its error (and Ray
+            # prints a core_worker error for restartable actors with constructor arguments).
+            max_restarts=0,
+        )
     samples = [
         Sample(str(r["problem_id"]), int(r["sample_index"]), str(r["solution"]), str(r["finish_reason"]), int(r["tokens"]))
         for r in ds.take_all()
