@@ -18,6 +18,7 @@ genrm_ray.models.pretrained). A hub id without GENRM_HUB fails before Ray starts
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from pathlib import Path
 
@@ -142,6 +143,13 @@ def machine_record() -> dict:
             "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
+TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def _drop_token_auth_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Token authentication is enabled")
+
+
 def connect_ray(address: str | None = "", **init_options) -> None:
     """Join the Ray cluster at ``address`` or $RAY_ADDRESS (set by ``ray job submit``), else start a
     local one; a no-op when this process is already connected (e.g. from a test session).
@@ -159,8 +167,8 @@ def connect_ray(address: str | None = "", **init_options) -> None:
         # actor logs a core_worker error on every run's console (constructor arguments in the object
         # store). A cluster given by address keeps it.
         os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-        # Token authentication, Ray's default for a new local cluster, named explicitly: left unset, Ray
-        # turns it on anyway and prints a WARNING on every run's console saying so.
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        # Ray turns token authentication on for a new local cluster (its default) and logs a WARNING
+        # saying so on every run's console; the notice is dropped, the authentication stays on.
+        logging.getLogger(TOKEN_AUTH_LOGGER).addFilter(_drop_token_auth_notice)
     ray.init(address=address or None, **init_options)
     print(f"[ray] {ray.cluster_resources()}")
