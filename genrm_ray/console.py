@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import sys
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,17 +73,6 @@ def configure() -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(ray_data_logging_config()))
     os.environ["RAY_DATA_LOGGING_CONFIG"] = str(path)
-
-
-@contextlib.contextmanager
-def actor_pool_without_restarts() -> Iterator[None]:
-    """Around a ``map_batches(..., max_restarts=0)`` call. Ray Data takes an actor pool's max_restarts
-    only through ``**ray_remote_args``, which it deprecates with a RayDeprecationWarning on every call;
-    max_restarts=0 has no named parameter yet, and without it an engine that cannot start restarts in a
-    loop instead of failing with its error."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated", category=DeprecationWarning)
-        yield
 
 
 def engine_log_env(run_dir: Path) -> dict[str, str]:

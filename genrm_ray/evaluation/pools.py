@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from genrm_ray.console import actor_pool_without_restarts
 from genrm_ray.evaluation.config import EvalConfig, EvalInputError, reused_scores_file
 from genrm_ray.runs import resolve_model_dir, resolve_policy_dir
 from genrm_ray.tasks import Problem, get_task
@@ -226,6 +225,8 @@ def score_pools(cfg: EvalConfig, pools: dict[str, list[PoolProblem]], spec: Veri
     the number of solutions and of scored ones."""
     import ray
 
+    from genrm_ray.data.sampling import map_batches_without_restarts
+
     unique = {pp.problem.id: pp for pool in pools.values() for pp in pool}
     source = {pid: first_copies(pp.solutions) if cfg.scoring.dedup else list(range(len(pp.solutions)))
               for pid, pp in unique.items()}
@@ -233,14 +234,13 @@ def score_pools(cfg: EvalConfig, pools: dict[str, list[PoolProblem]], spec: Veri
              "solution": sol} for pid, pp in unique.items() for i, sol in enumerate(pp.solutions) if source[pid][i] == i]
     total = sum(len(pp.solutions) for pp in unique.values())
     s = cfg.scoring
-    with actor_pool_without_restarts():
-        ds = ray.data.from_items(rows).map_batches(
-            VerifierScorer,
-            fn_constructor_kwargs=dict(spec=dataclasses.asdict(spec), cot=dataclasses.asdict(cfg.cot),
-                                       scoring=dataclasses.asdict(s)),
-            batch_size=s.batch_size, compute=ray.data.ActorPoolStrategy(size=s.concurrency), num_cpus=s.num_cpus,
-            num_gpus=s.num_gpus, max_restarts=0,  # fail with the engine's error, never restart it in a loop (data.sampling)
-        )
+    ds = map_batches_without_restarts(
+        ray.data.from_items(rows), VerifierScorer,
+        fn_constructor_kwargs=dict(spec=dataclasses.asdict(spec), cot=dataclasses.asdict(cfg.cot),
+                                   scoring=dataclasses.asdict(s)),
+        batch_size=s.batch_size, compute=ray.data.ActorPoolStrategy(size=s.concurrency), num_cpus=s.num_cpus,
+        num_gpus=s.num_gpus,
+    )
     got = {(str(r["problem_id"]), int(r["sample_index"])): r for r in ds.take_all()}
     if len(got) != len(rows):
         raise RuntimeError(f"{spec.name}: scored {len(got)} of {len(rows)} solutions")
