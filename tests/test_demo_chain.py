@@ -33,7 +33,7 @@ from tests.configs import HERE as TEST_CONFIGS
 REPO = Path(__file__).resolve().parents[1]
 # What the console no longer shows: vLLM's INFO lines (they go to <run dir>/vllm.log), Ray Data's progress
 # logs (ray-data.log in the Ray session's logs), Ray core's error lines (the preemption watcher's, off on a
-# local cluster), Ray's token-authentication WARNING (the mode is named) and deprecation warnings. Still
+# local cluster), Ray's token-authentication notice (dropped; the auth stays on) and deprecation warnings. Still
 # open, so not asserted here: tracebacks that Ray and Python print from other processes in a healthy run:
 # the multiprocessing resource tracker's KeyError per shared-memory segment when a Ray Data worker's vLLM
 # engine shuts down (bpo-39959), and Ray Train's TrainController / PlacementGroupCleaner threads on a
