@@ -1,6 +1,7 @@
 """The GenRM training job's config (jobs/train_genrm.py, configs/train/*.yaml) and its checks.
 
-    data   what the data stage builds: problems, the SFT'd policy, samples, D_verify / D_cot / D_correct
+    data   what the data stage builds: problems, samples of the policy (data.base_model, data.policy: the
+           policy stage, genrm_ray.train.policy), D_verify / D_cot / D_correct
     genrm  the verifier's training run (genrm_ray.train.TrainConfig)
     eval   how the trained verifier is scored on held-out pairs, and the Best-of-N evaluation after it
 """
@@ -71,7 +72,7 @@ def check_inputs(cfg: GenRMJobConfig) -> None:
     if g.objective.name not in ("genrm", "discriminative"):
         raise ConfigError(
             f"genrm.objective.name must be 'genrm' or 'discriminative' (the baseline RM) in this job, got "
-            f"{g.objective.name!r}; the policy is trained by the data stage (data.policy.train)"
+            f"{g.objective.name!r}; the policy is trained by the policy stage (data.policy.train)"
         )
     given = {key: path for key, path in [("genrm.data.verify_direct", g.data.verify_direct),
                                           ("genrm.data.verify_cot", g.data.verify_cot),

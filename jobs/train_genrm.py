@@ -5,8 +5,9 @@
     python jobs/train_genrm.py --config tests/configs/test_tiny.yaml genrm.train.max_steps=5
     ray job submit --working-dir . -- python jobs/train_genrm.py --config configs/<gpu config>.yaml
 
-Recipe: (1) build or reuse the data (problems, SFT'd policy, Ray Data + vLLM policy samples,
-D_verify / D_cot / D_correct; genrm_ray.data.build), unless the config names ready dataset files;
+Recipe: (1) build or reuse the data (problems; the policy, from the policy stage genrm_ray.train.policy:
+base model + SFT on reference solutions; Ray Data + vLLM policy samples; D_verify / D_cot / D_correct;
+genrm_ray.data.build), unless the config names ready dataset files;
 (2) train the verifier (genrm_ray.train.run_training; `genrm.objective` switches GenRM direct / CoT);
 (3) held-out accuracy and AUROC of p(Yes) from the engine's next-token log-probabilities;
 (4) summary.json, loss_curve.png and the printed summary in the run dir (with `storage` set, the

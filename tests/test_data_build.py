@@ -1,5 +1,6 @@
-"""The GenRM data build's pieces that need no model (genrm_ray.data.build): hard negatives from the
-adversarial suite, their share and labels, the cache key, and problems drawn from a real file."""
+"""The GenRM data build's pieces that need no trained model (genrm_ray.data.build): hard negatives from
+the adversarial suite, their share and labels, the cache key, problems drawn from a real file, and the
+policy stage's cache folder (genrm_ray.train.policy)."""
 
 from __future__ import annotations
 
@@ -173,7 +174,7 @@ def test_a_build_that_changes_only_d_verify_reuses_the_policy_and_samples_of_a_f
         raise AssertionError("the policy or its samples were built again")
 
     monkeypatch.setattr(build_mod, "sample_solutions", must_not_run)
-    monkeypatch.setattr(build_mod, "_base_and_policy", must_not_run)
+    monkeypatch.setattr(build_mod, "train_or_reuse_policy", must_not_run)
     decomposed = dataclasses.replace(quoted, rationale_format="decomposed")
     logs: list[str] = []
     built = build_or_reuse(decomposed, log=logs.append)
@@ -200,3 +201,40 @@ def test_upsampling_keeps_every_item_and_balances_the_classes():
     per = sft.balance_labels(items, seed=0, label=label, problem=problem, upsample=True)
     counts = collections.Counter((problem(x), label(x)) for x in per)
     assert counts == {("p1", True): 5, ("p1", False): 5, ("p2", True): 2, ("p2", False): 2}  # p3: one class
+
+
+def test_the_policy_stage_keeps_its_policy_in_its_own_folder_shared_by_data_builds(tmp_path):
+    """The policy is made once per (task, base model, SFT settings), in its own folder: a second data
+    build with other D_verify settings, or other logging, finds it; other SFT settings do not; an
+    interrupted folder (no policy.json) is started over."""
+    import dataclasses
+
+    from genrm_ray.data.build import TaskConfig
+    from genrm_ray.train.policy import PolicyConfig, policy_key, train_or_reuse_policy
+
+    build = DataBuildConfig(task=TaskConfig(name="arithmetic", n_train=8, n_heldout=4),
+                            policy=PolicyConfig(path=str(tmp_path / "given_policy")), cache_dir=str(tmp_path))
+    logs: list[str] = []
+    first = train_or_reuse_policy(build.task, build.base_model, build.policy, tmp_path, logs.append)
+    folder = first.base_model.parent
+    assert not first.reused and folder.parent == tmp_path / "policies" and folder.name.startswith("arithmetic-")
+    assert first.policy == tmp_path / "given_policy" and (first.base_model / "config.json").is_file()
+    assert json.loads((folder / "policy.json").read_text()) == first.stats == {
+        "base_model": str(first.base_model), "policy": str(tmp_path / "given_policy")}
+
+    other_logging = copy.deepcopy(build.policy)
+    other_logging.train.logging.progress_bar = not other_logging.train.logging.progress_bar
+    other_d_verify = dataclasses.replace(build, rationale_format="decomposed", hard_negative_share=0.2)
+    assert cache_key(other_d_verify) != cache_key(build)
+    again = train_or_reuse_policy(other_d_verify.task, other_d_verify.base_model, other_logging, tmp_path, logs.append)
+    assert again.reused and again.policy == first.policy and again.stats == first.stats
+    assert any("reusing the policy at" in line for line in logs)
+
+    other_sft = copy.deepcopy(build.policy)
+    other_sft.train.train.lr *= 2
+    assert policy_key(build.task, build.base_model, other_sft) != policy_key(build.task, build.base_model, build.policy)
+
+    (folder / "policy.json").unlink()  # as a run killed during the SFT leaves it
+    (folder / "leftover").write_text("partial")
+    rebuilt = train_or_reuse_policy(build.task, build.base_model, build.policy, tmp_path, logs.append)
+    assert not rebuilt.reused and not (folder / "leftover").exists() and (folder / "policy.json").is_file()

@@ -181,6 +181,9 @@ def test_submitted_job_trains_genrm_and_writes_summary_and_hf_export(ray_cluster
     assert all(math.isfinite(v) and v > 0 for v in summary["final_loss"].values())
     assert summary["steps"] == 3 and summary["zero_stage"] == 3 and summary["train_tokens_per_s"] > 0
     assert summary["data"]["source"] == "built" and Path(summary["data"]["folder"]).is_relative_to(cache)
+    # The policy stage trained the policy in its own folder, which the data build then sampled.
+    assert Path(summary["data"]["policy"]).is_relative_to(cache / "policies") and summary["data"]["policy_sft_s"] > 0
+    assert "[policy] SFT of the base model" in logs
     assert "=== GenRM summary ===" in logs and "AUROC" in logs
 
 

@@ -3,8 +3,8 @@
     problems (task.generate)          train split: policy SFT + GenRM data; validation split: held-out
                                       verification (the test split stays unseen for Best-of-N);
                                       or drawn from a real file (task.file: GSM8K's JSONL), disjoint
-    base model (models.pretrained.resolve_base_model: an HF dir, a GGUF, smollm2-135m-instruct; or a tiny model)
-    policy    = SFT of the base model on D_correct(reference solutions)        (train/, objective policy)
+    policy    = the policy stage's model: SFT of the base model on D_correct(reference solutions)
+                (genrm_ray.train.policy, its own cache folder; asked for only when samples are made)
     samples   = n policy solutions per problem                                 (sampling.py: Ray Data + vLLM)
               + task.candidate_solutions per problem (bootstrapped right/wrong solutions; optional)
     labelled  = every solution graded by task.is_correct
@@ -40,31 +40,14 @@ from genrm_ray.data.sampling import (
     truncation_warning,
 )
 from genrm_ray.data.sft import LabelledSolution
-from genrm_ray.models.pretrained import resolve_base_model
 from genrm_ray.tasks import Problem, get_task
-from genrm_ray.tasks.config import TaskConfig, load_problems
-from genrm_ray.train.config import TrainConfig
+from genrm_ray.tasks.config import TaskConfig, cache_fields, load_problems
+from genrm_ray.train.policy import BaseModelConfig, PolicyConfig, drop_inert_policy_keys, train_or_reuse_policy
 
 # Bump when the building code changes what a cached folder holds.
 # 2: the held-out verification set comes from the validation split (was test).
 # 3: rationales quote the solution's claim at every step
 DATA_VERSION = 3
-
-
-@dataclass
-class BaseModelConfig:
-    # The pretrained LM the policy (and through it the GenRM) is fine-tuned from: an HF model dir, a
-    # .gguf file, or a built-in name such as smollm2-135m-instruct (genrm_ray.models.pretrained).
-    # "" = build a random-init tiny model here (size, seed: tests and fast runs).
-    path: str = ""
-    size: str = "small"  # genrm_ray.models preset of the tiny model
-    seed: int = 0
-
-
-@dataclass
-class PolicyConfig:
-    path: str = ""  # existing policy model dir: skip SFT and sample from it
-    train: TrainConfig = field(default_factory=TrainConfig)  # SFT on D_correct (objective.name: policy)
 
 
 @dataclass
@@ -111,24 +94,12 @@ class BuiltData:
     reused: bool
 
 
-def _task_key(task: dict[str, Any]) -> None:
-    """A problems file enters the key by its content (a moved copy keeps the folder); no file keeps the
-    keys of folders built before ``file`` existed."""
-    if not task.get("options"):
-        task.pop("options", None)  # added later: no options keeps the old keys
-    if task.get("heldout_split", "validation") == "validation":
-        task.pop("heldout_split", None)  # added later: the default keeps the old keys
-    path = task.pop("file", "")
-    if path:
-        task["file_sha256"] = hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).is_file() else path
-
-
 def cache_key(build: DataBuildConfig) -> str:
     """Hash of every setting that changes the data (logging and the cache folder itself do not)."""
     d = to_dict(build)
     d.pop("cache_dir")
-    _task_key(d["task"])
-    _drop_inert_policy_keys(d["policy"]["train"])
+    d["task"] = cache_fields(d["task"])
+    drop_inert_policy_keys(d["policy"]["train"])
     for key, off in [("hard_negative_share", 0.0), ("balance_per_problem", False), ("rationale_format", "quoted"),
                      ("verify_balance", "downsample")]:
         if d[key] == off:  # added later: off keeps the old key
@@ -141,20 +112,10 @@ def samples_key(build: dict[str, Any]) -> str:
     """Hash of the settings that make the policy and its samples (``build`` as build_config.json
     holds it): folders that differ only in how D_verify is made from the samples share them."""
     d = {k: copy.deepcopy(build[k]) for k in ("task", "base_model", "policy", "sampling")}
-    _task_key(d["task"])
-    _drop_inert_policy_keys(d["policy"]["train"])
+    d["task"] = cache_fields(d["task"])
+    drop_inert_policy_keys(d["policy"]["train"])
     d["version"] = DATA_VERSION
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _drop_inert_policy_keys(train: dict[str, Any]) -> None:
-    """Keys of the policy's SFT config that do not change the policy: where it logs and writes, and
-    D_verify settings (the policy trains on D_correct only; keys added later would otherwise move
-    every folder's hash)."""
-    train.pop("logging", None)
-    train.pop("output_dir", None)
-    train.pop("storage", None)
-    train.get("data", {}).pop("max_verify_examples", None)
 
 
 def check_rationale_format(task_name: str, rationale_format: str, key: str = "data.rationale_format") -> None:
@@ -177,19 +138,21 @@ def _finished_sibling(folder: Path, build: DataBuildConfig) -> Path | None:
 
 def build_or_reuse(build: DataBuildConfig, log=print) -> BuiltData:
     """Build the data for `build` into its cache folder, or reuse the folder if complete."""
-    root = Path(build.cache_dir) if build.cache_dir else env.cache_dir() / "genrm_data"
-    folder = root / f"{build.task.name}-{cache_key(build)}"
+    folder = cache_root(build) / f"{build.task.name}-{cache_key(build)}"
     done = folder / "stats.json"
     if done.is_file():
         log(f"[data] reusing {folder}")
         return _paths(folder, json.loads(done.read_text()), reused=True)
-    if folder.exists() and not (folder / "policy.json").is_file():
-        shutil.rmtree(folder)  # interrupted before the policy was done: start over
-    folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)  # interrupted: start over (a finished policy stays in its own folder)
+    folder.mkdir(parents=True)
     (folder / "build_config.json").write_text(json.dumps(to_dict(build), indent=2) + "\n")
     stats = _build(build, folder, log)
     done.write_text(json.dumps(stats, indent=2) + "\n")  # written last: marks the folder complete
     return _paths(folder, stats, reused=False)
+
+
+def cache_root(build: DataBuildConfig) -> Path:
+    return Path(build.cache_dir) if build.cache_dir else env.cache_dir() / "genrm_data"
 
 
 def _paths(folder: Path, stats: dict[str, Any], reused: bool) -> BuiltData:
@@ -210,9 +173,7 @@ def _build(build: DataBuildConfig, folder: Path, log) -> dict[str, Any]:
     t0 = time.perf_counter()
     task = get_task(build.task.name, build.task.options)
     train, heldout = load_problems(build.task, "data.task")
-    references = [LabelledSolution(p, task.reference_solution(p), True) for p in train]
     stats: dict[str, Any] = {"n_train_problems": len(train), "n_heldout_problems": len(heldout)}
-    policy_done = folder / "policy.json"
     sibling = _finished_sibling(folder, build)
     if sibling is not None:  # same policy and samples, other D_verify settings: a paired comparison
         old = json.loads((sibling / "stats.json").read_text())
@@ -222,13 +183,9 @@ def _build(build: DataBuildConfig, folder: Path, log) -> dict[str, Any]:
         log(f"[data] reusing the policy and samples of {sibling} (only the D_verify settings differ)")
         samples = [Sample(**json.loads(line)) for line in (folder / "samples.jsonl").read_text().splitlines()]
     else:
-        if policy_done.is_file():  # a build that stopped after the policy (e.g. sampling failed): keep it
-            stats.update(json.loads(policy_done.read_text()))
-            log(f"[data] reusing the policy at {stats['policy']}")
-        else:
-            stats.update(_base_and_policy(build, folder, references, log))
-            policy_done.write_text(json.dumps(stats, indent=2) + "\n")
-        samples = _sample(build, folder, train + heldout, Path(stats["policy"]), stats, log)
+        policy = train_or_reuse_policy(build.task, build.base_model, build.policy, cache_root(build), log)
+        stats.update(policy.stats)
+        samples = _sample(build, folder, train + heldout, policy.policy, stats, log)
     graded = grade(train + heldout, samples)
     train_ids = {p.id for p in train}
     policy_train = [x for x in graded if x.problem.id in train_ids]
@@ -254,6 +211,7 @@ def _build(build: DataBuildConfig, folder: Path, log) -> dict[str, Any]:
     if build.hard_negative_share > 0:
         verify, cot, stats["hard_negatives"] = mix_hard_negatives(task, train, verify, cot, build.hard_negative_share,
                                                                   seed, rationale)
+    references = [LabelledSolution(p, task.reference_solution(p), True) for p in train]
     correct = sft.build_correct(_dedupe(pool_train + references))
     held = sft.build_verify_direct(pool_heldout, balance=True, seed=seed)
     for name, records in [("verify_direct", verify), ("verify_cot", cot), ("correct", correct), ("heldout", held)]:
@@ -284,38 +242,6 @@ def _sample(build: DataBuildConfig, folder: Path, problems: list[Problem], polic
         for x in samples:
             f.write(json.dumps(dataclasses.asdict(x)) + "\n")
     return samples
-
-
-def _base_and_policy(build: DataBuildConfig, folder: Path, references: list[LabelledSolution], log) -> dict[str, Any]:
-    from genrm_ray.train.loop import run_training
-
-    stats: dict[str, Any] = {}
-    # Base model: the tokenizer is byte level plus the prompt phrases, so no corpus is needed.
-    if build.base_model.path:
-        base = resolve_base_model(build.base_model.path, "data.base_model.path")
-    else:
-        from genrm_ray.models import create_tiny_model
-
-        base = create_tiny_model(folder / "base_model", size=build.base_model.size, seed=build.base_model.seed)
-    stats["base_model"] = str(base)
-
-    # Policy: SFT of the base model on D_correct built from reference solutions.
-    if build.policy.path:
-        policy = Path(build.policy.path)
-    else:
-        policy_sft = sft.write_sft_jsonl(sft.build_correct(references), folder / "policy_sft.jsonl")
-        cfg = copy.deepcopy(build.policy.train)
-        cfg.model.path = str(base)
-        cfg.data.correct = str(policy_sft)
-        cfg.objective.name = "policy"
-        cfg.output_dir = str(folder / "policy_run")
-        log(f"[data] SFT of the policy on {len(references)} reference solutions ({cfg.train.max_steps} steps)")
-        t = time.perf_counter()
-        result = run_training(cfg)
-        policy = Path(result.hf_model)
-        stats["policy_sft_s"] = round(time.perf_counter() - t, 1)
-    stats["policy"] = str(policy)
-    return stats
 
 
 VERIFY_BALANCE = ("downsample", "upsample")

@@ -6,6 +6,7 @@ configs), and ``load_problems``, the one place that turns it into train and held
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,21 @@ class TaskConfig:
     # train and held-out problems are drawn from it instead of generated, disjoint (a seeded shuffle:
     # the first n_train, then the next n_heldout). "" = generate (gsm8k has no generator).
     file: str = ""
+
+
+def cache_fields(task: dict[str, Any]) -> dict[str, Any]:
+    """A task section (as ``to_dict`` gives it) as cache keys hash it: a problems file enters by its
+    content (a moved copy keeps the folder); settings added later are dropped at their defaults, so
+    folders built before they existed keep their keys."""
+    task = dict(task)
+    if not task.get("options"):
+        task.pop("options", None)
+    if task.get("heldout_split", "validation") == "validation":
+        task.pop("heldout_split", None)
+    path = task.pop("file", "")
+    if path:
+        task["file_sha256"] = hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).is_file() else path
+    return task
 
 
 def check_task(cfg: TaskConfig, key: str = "task") -> Task:
