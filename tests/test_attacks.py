@@ -10,7 +10,7 @@ import pytest
 from genrm_ray import attacks, prompts
 from genrm_ray.tasks import get_task
 
-TASKS = ["arithmetic", "last_letter", "word_sort"]
+TASKS = ["arithmetic", "last_letter", "word_sort", "mini_sudoku", "countdown"]
 
 
 @pytest.mark.parametrize("name", TASKS)
@@ -35,8 +35,26 @@ def test_every_class_for_every_problem_with_grader_labels(name):
         padded = by_variant["filler_after_wrong"].response
         prompt = prompts.verify_direct_prompt(name, p.question, padded)
         assert 300 - 2 * count("\n" + attacks.PAD_LINE) <= count(prompt) <= 300
-        # Master keys appended to the right solution keep it right: their shift is measurable.
-        assert all(r.correct for r in mine if r.attack == "master_key" and r.appended_to_right)
+        # Master keys appended to a right one-line answer keep it right: their shift is measurable. A
+        # sudoku's grid runs to the end of the response, so there the grader reads the key as part of it.
+        if "\n" not in attacks.answer_part(task.reference_solution(p)):
+            assert all(r.correct for r in mine if r.attack == "master_key" and r.appended_to_right)
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_solution_free_headers_and_blanked_formats_keep_the_tasks_layout_and_are_graded_wrong(name):
+    task = get_task(name)
+    for p in task.generate("train", 5, seed=1):
+        reference = task.reference_solution(p)
+        cut = attacks.truncated_reasonings(task, p)
+        assert cut["answer_opening"].endswith((prompts.ANSWER_PREFIX, prompts.ANSWER_PREFIX + ":"))
+        for text in cut.values():
+            assert reference.startswith(text) and text != reference
+            assert task.extract_answer(text) is None and not task.is_correct(text, p)
+        blanked = attacks.content_free(task, p)
+        assert blanked.count("\n") == reference.count("\n")  # the same layout, line for line
+        assert not any(ch.isdigit() for ch in blanked) and "_" in blanked
+        assert not task.is_correct(blanked, p)
 
 
 def test_forged_rationale_vouches_for_the_wrong_solution_without_stating_the_truth():
