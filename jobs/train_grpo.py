@@ -95,13 +95,14 @@ def main(argv: list[str] | None = None) -> int:
             correct = grpo.heldout_correct(lambda *a, **kw: ray.get(generate(*a, **kw)), task, eval_problems, cfg)
             return grpo.log_heldout(run_dir, step, eval_problems, correct)
 
+        grpo.trim_rollouts(run_dir, start)  # a resumed run logs the steps after its checkpoint again
         if start == 0:
             logger.log({"step": 0, "pass_at_1": heldout(0), "elapsed_s": 0.0})
 
         t_run = time.perf_counter() - elapsed_before
         for step in range(start + 1, t.steps + 1):
             problems = grpo.problems_for_step(train_problems, t.seed, step, cfg.rollout.prompts_per_step)
-            metrics = grpo.grpo_step(actors, cfg, task, problems, step, pad_id, buffer)
+            metrics = grpo.grpo_step(actors, cfg, task, problems, step, pad_id, buffer, run_dir)
             if buffer is not None and step % cfg.refresh.every == 0:
                 metrics.update(grpo.refresh_verifier(actors, cfg, task, buffer))
             metrics["elapsed_s"] = time.perf_counter() - t_run

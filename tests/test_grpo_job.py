@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from genrm_ray.config import ConfigError
-from genrm_ray.rl.compare import REEVALUATED_FILE, evaluate_run_exports, read_heldout
+from genrm_ray.rl.compare import REEVALUATED_FILE, evaluate_run_exports, read_heldout, read_rollouts
 from genrm_ray.rl.config import load_grpo_config
 from genrm_ray.rl.step import HELDOUT_FILE
 from tests.configs import shipped
@@ -52,6 +52,7 @@ def test_grpo_steps_with_served_genrm_then_resume(ray_cluster, reward_server, ti
     assert [x["step"] for x in logged] == [0, 1, 2, 3]
     assert [x["step"] for x in logged if "pass_at_1" in x] == [0, 2, 3]  # step 0, every 2, and the last
     assert_heldout_matches(run_dir, logged)
+    assert_rollouts_match(run_dir, logged)
     for x in logged[1:]:
         assert 0.0 <= x["reward_mean"] <= 1.0
         assert x["k_used"] == 2  # genrm_cot with reward.cot.k=2 from the config, as the server reported it
@@ -75,6 +76,7 @@ def test_grpo_steps_with_served_genrm_then_resume(ray_cluster, reward_server, ti
     assert logged[4]["k_used"] == 2 and 0.0 <= logged[4]["reward_mean"] <= 1.0  # the server's CoT votes, over HTTP
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 4
     assert_heldout_matches(run_dir, logged)
+    assert_rollouts_match(run_dir, logged)  # steps after the checkpoint are not logged twice
 
 
 @pytest.mark.integration
@@ -94,6 +96,18 @@ def test_a_run_without_heldout_outcomes_is_re_evaluated_from_its_exports(ray_clu
     again = read_heldout(run_dir)
     assert again[0] == logged_outcomes[0] and again[2] == logged_outcomes[2]
     assert json.loads((run_dir / REEVALUATED_FILE).read_text()) == re_evaluated  # kept for compare's report
+
+
+def assert_rollouts_match(run_dir: Path, logged: list[dict]) -> None:
+    """rollouts.jsonl holds every step's rollouts once, graded, with the rewards whose mean was logged."""
+    rollout = json.loads((run_dir / "grpo_config.json").read_text())["rollout"]
+    steps = read_rollouts(run_dir)
+    assert sorted(steps) == [x["step"] for x in logged[1:]]
+    for x in logged[1:]:
+        mine = steps[x["step"]]
+        assert len(mine) == rollout["prompts_per_step"] * rollout["group_size"]
+        assert sum(r["reward"] for r in mine) / len(mine) == pytest.approx(x["reward_mean"], abs=1e-3)
+        assert sum(r["correct"] for r in mine) / len(mine) == pytest.approx(x["train_accuracy"])
 
 
 def assert_heldout_matches(run_dir: Path, logged: list[dict]) -> None:

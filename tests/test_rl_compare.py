@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from genrm_ray.rl.compare import REEVALUATED_FILE, compare_runs, main, paired_difference, read_heldout
-from genrm_ray.rl.step import HELDOUT_FILE, log_heldout
+from genrm_ray.rl.compare import REEVALUATED_FILE, compare_runs, fooled_rollouts, main, paired_difference, read_heldout
+from genrm_ray.rl.grpo import Rollout
+from genrm_ray.rl.step import HELDOUT_FILE, ROLLOUTS_FILE, ScoredRollouts, log_heldout, log_rollouts, trim_rollouts
 from genrm_ray.tasks import get_task
 
 PROBLEMS = get_task("arithmetic").generate("validation", 40, seed=0)
@@ -82,6 +83,34 @@ def test_a_bad_line_names_file_and_line(tmp_path):
         f.write(json.dumps({"step": 2, "problem_ids": ["a", "b"], "correct": [1.0]}) + "\n")
     with pytest.raises(ValueError, match=r"heldout.jsonl:2: .*2 problem ids but 1 outcomes"):
         read_heldout(run)
+
+
+def log_step(run_dir: Path, step: int, texts: list[str], rewards: list[float], graded: list[bool]) -> None:
+    """One step of two problems, half the texts each (a group per problem)."""
+    half = len(texts) // 2
+    groups = [[Rollout(t, [1], [1], True) for t in texts[:half]], [Rollout(t, [1], [1], True) for t in texts[half:]]]
+    log_rollouts(run_dir, step, PROBLEMS[:2], ScoredRollouts(groups, rewards, [{}] * len(texts), 0.0, 0.0), graded)
+
+
+def test_fooled_rollouts_are_the_wrong_ones_a_reward_paid_for(tmp_path):
+    assert fooled_rollouts(tmp_path) == {}  # a run made before rollouts were logged
+    log_step(tmp_path, 1, ["a", "b", "c", "d"], [0.9, 0.2, 0.8, 0.1], [True, False, False, False])
+    log_step(tmp_path, 2, ["junk", "junk", "x", "right"], [0.95, 0.95, 0.3, 0.9], [False, False, False, True])
+    rows = [json.loads(line) for line in (tmp_path / ROLLOUTS_FILE).read_text().splitlines()]
+    assert [(r["step"], r["problem_id"], r["response"], r["correct"]) for r in rows[:2]] == \
+        [(1, PROBLEMS[0].id, "a", True), (1, PROBLEMS[0].id, "b", False)]
+    fooled = fooled_rollouts(tmp_path, n=3)
+    # Step 1: one of three wrong rollouts paid above 0.5; step 2: two of three. Right ones never count.
+    assert fooled["wrong_paid_share_per_step"] == [[1, 0.3333], [2, 0.6667]]
+    assert [(e["response"], e["reward"]) for e in fooled["examples"]] == [("junk", 0.95), ("c", 0.8)]
+    # A run resumed from step 1's checkpoint drops the later steps, then logs them again.
+    trim_rollouts(tmp_path, 1)
+    log_step(tmp_path, 2, ["y", "z", "w", "v"], [0.1, 0.1, 0.1, 0.1], [False] * 4)
+    assert fooled_rollouts(tmp_path)["wrong_paid_share_per_step"] == [[1, 0.3333], [2, 0.0]]
+    with open(tmp_path / ROLLOUTS_FILE, "a") as f:
+        f.write('{"step": 3}\n')
+    with pytest.raises(ValueError, match=r"rollouts.jsonl:9: not a rollout line"):
+        fooled_rollouts(tmp_path)
 
 
 def test_a_run_without_outcomes_points_at_the_re_evaluation(tmp_path):

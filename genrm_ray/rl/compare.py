@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from genrm_ray.rl.plots import plot_grpo_runs, read_metrics
-from genrm_ray.rl.step import HELDOUT_FILE, heldout_correct, log_heldout, mean_or
+from genrm_ray.rl.step import HELDOUT_FILE, ROLLOUTS_FILE, heldout_correct, log_heldout, mean_or
 from genrm_ray.stats import paired_bootstrap
 
 REEVALUATED_FILE = "heldout_reevaluated.json"  # evaluate_run_exports' means beside the logged ones
@@ -107,6 +107,43 @@ def run_stats(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "refreshes": sum(1 for x in steps if x.get("refresh_skipped") == 0.0)}
 
 
+def read_rollouts(run_dir: str | Path) -> dict[int, list[dict[str, Any]]]:
+    """step -> its rollouts from a run's rollouts.jsonl (empty for a run made before they were logged)."""
+    path = Path(run_dir) / ROLLOUTS_FILE
+    if not path.is_file():
+        return {}
+    steps: dict[int, list[dict[str, Any]]] = {}
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            row = json.loads(line)
+            step = int(row["step"])
+            row["reward"], row["correct"] = float(row["reward"]), bool(row["correct"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}:{i}: not a rollout line ({type(e).__name__}: {e})") from None
+        steps.setdefault(step, []).append(row)
+    return steps
+
+
+def fooled_rollouts(run_dir: str | Path, n: int = 3, threshold: float = 0.5, last_steps: int = 10) -> dict[str, Any]:
+    """What a reward paid for that the grader calls wrong: per step, the share of wrong rollouts with
+    reward above ``threshold``; and the ``n`` highest-paid wrong rollouts of the run's last ``last_steps``
+    steps (distinct texts), the examples a report shows of a hacked reward."""
+    steps = read_rollouts(run_dir)
+    if not steps:
+        return {}
+    share = {s: mean_or([float(r["reward"] > threshold) for r in rows if not r["correct"]])
+             for s, rows in sorted(steps.items())}
+    late = [r for s in sorted(steps)[-last_steps:] for r in steps[s] if not r["correct"] and r["reward"] > threshold]
+    examples, seen = [], set()
+    for r in sorted(late, key=lambda r: -r["reward"]):
+        if r["response"] not in seen and len(examples) < n:
+            seen.add(r["response"])
+            examples.append({k: r[k] for k in ("step", "problem_id", "reward", "response")})
+    return {"threshold": threshold,
+            "wrong_paid_share_per_step": [[s, round(v, 4)] for s, v in share.items() if v >= 0],
+            "examples": examples}
+
+
 def evaluate_run_exports(run_dir: str | Path) -> dict[str, Any]:
     """heldout.jsonl for a run that predates it: its starting policy (step 0) and its exported final
     policy (its last step), each decoded by a fresh vLLM engine with the run's eval settings. Returns the
@@ -164,7 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"compare: {e}") from None
     result = {"command": "python -m genrm_ray.rl.compare " + shlex.join(argv if argv is not None else sys.argv[1:]),
               "about": args.about, "runs": {n: str(d) for n, d in named.items()}, "re_evaluated": re_evaluated,
-              "comparison": comparison, "run_stats": {n: run_stats(rows) for n, rows in metrics.items()}}
+              "comparison": comparison, "run_stats": {n: run_stats(rows) for n, rows in metrics.items()},
+              "fooled": {n: fooled_rollouts(d) for n, d in named.items()}}
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

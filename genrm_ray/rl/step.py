@@ -128,9 +128,10 @@ def rollout_and_score(rollout: RolloutEngine, reward: RewardScorer, problems: Se
 
 
 def grpo_step(actors: GRPOActors, cfg: GRPOConfig, task: Task, problems: Sequence[Problem], step: int,
-              pad_id: int, buffer: RefreshBuffer | None = None) -> dict[str, float]:
+              pad_id: int, buffer: RefreshBuffer | None = None, run_dir: Path | None = None) -> dict[str, float]:
     """One GRPO update on ``problems``, the engine synced to the new weights (version ``step``); the
-    step's metrics (``step_metrics``). ``buffer`` (verifier refresh) gets the step's graded rollouts."""
+    step's metrics (``step_metrics``). ``buffer`` (verifier refresh) gets the step's graded rollouts;
+    with ``run_dir``, they are appended to its rollouts.jsonl (``log_rollouts``)."""
     import ray
 
     scored = rollout_and_score(actors.rollout, actors.reward, problems, cfg.rollout, seed=cfg.train.seed + step)
@@ -149,6 +150,8 @@ def grpo_step(actors: GRPOActors, cfg: GRPOConfig, task: Task, problems: Sequenc
     graded = [task.is_correct(x.text, p) for p, group in zip(problems, scored.groups) for x in group]
     if buffer is not None:
         buffer.add(problems, scored.groups, graded)
+    if run_dir is not None:
+        log_rollouts(run_dir, step, problems, scored, graded)
     # Where the update's time goes: old and reference log-probs, the optimizer step, the weight sync.
     return {**step_metrics(step, scored, graded, stats, update_s),
             "logprobs_s": t1 - t0, "train_s": t2 - t1, "sync_s": update_s - (t2 - t0)}
@@ -190,6 +193,29 @@ def step_metrics(step: int, scored: ScoredRollouts, graded: Sequence[bool], stat
         "reward_auroc": auroc(list(rewards), list(graded)) if 0 < sum(graded) < len(graded) else -1.0,
         "rollout_s": scored.rollout_s, "reward_wait_s": scored.reward_wait_s, "update_s": update_s,
     }
+
+
+ROLLOUTS_FILE = "rollouts.jsonl"  # one line per rollout: what the policy wrote, its reward and its grade
+
+
+def log_rollouts(run_dir: Path, step: int, problems: Sequence[Problem], scored: ScoredRollouts,
+                 graded: Sequence[bool]) -> None:
+    """Append a step's rollouts to the run's rollouts.jsonl: the texts a reward was paid for, kept to
+    show what a gamed reward paid for (genrm_ray.rl.compare.fooled_rollouts)."""
+    flat = [(p, x) for p, group in zip(problems, scored.groups) for x in group]
+    with (Path(run_dir) / ROLLOUTS_FILE).open("a") as f:
+        for (p, x), reward, ok in zip(flat, scored.rewards, graded):
+            f.write(json.dumps({"step": step, "problem_id": p.id, "response": x.text, "reward": round(reward, 4),
+                                "correct": bool(ok)}) + "\n")
+
+
+def trim_rollouts(run_dir: Path, upto_step: int) -> None:
+    """Keep rollouts.jsonl's steps up to ``upto_step``: a run resumed from that step's checkpoint logs the
+    later steps again (a fresh run, 0, starts the file anew)."""
+    path = Path(run_dir) / ROLLOUTS_FILE
+    if path.is_file():
+        kept = [line for line in path.read_text().splitlines(keepends=True) if json.loads(line)["step"] <= upto_step]
+        path.write_text("".join(kept))
 
 
 def mean_or(values: Sequence[float], default: float = -1.0) -> float:
@@ -276,4 +302,4 @@ def run_summary(rows: Sequence[dict[str, Any]], reward_source: str, hf_model: Pa
 __all__ = ["HELDOUT_FILE", "GRPOActors", "LogProbModel", "Policy", "RemoteMethod", "RewardScorer", "RolloutEngine",
            "ScoredRollouts", "VERIFIER_EXPORT", "VerifierTrainer", "grpo_step", "heldout_correct", "latest_checkpoint",
            "log_heldout", "mean_or", "problems_for_step", "refresh_verifier", "restore_checkpoint", "rollout_and_score",
-           "run_summary", "save_checkpoint", "step_metrics"]
+           "run_summary", "save_checkpoint", "step_metrics", "ROLLOUTS_FILE", "log_rollouts", "trim_rollouts"]
