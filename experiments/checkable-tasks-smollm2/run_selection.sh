@@ -32,6 +32,9 @@ for spec in "$@"; do
     # 75 steps of 16 (1,200 examples, about half of it: 130 steps ran at 39 s each).
     sudoku-e46-direct-all) run sudoku-e46-direct-all genrm.objective.mode=direct data.verify_balance=upsample genrm.train.max_steps=75 genrm.train.micro_batch_size=8 genrm.data.max_length=256 ;;
     sudoku-e810) run sudoku-e810 "data.task.options={min_empty: 8, max_empty: 10}" ;;
+    # The second sudoku difficulty with GenRM direct at the direct row's budget: the policy's pass@k and
+    # the direct verifier's AUROC (a CoT row at 8-10 blanks does not fit one session on this machine).
+    sudoku-e810-direct) run sudoku-e810-direct "data.task.options={min_empty: 8, max_empty: 10}" genrm.objective.mode=direct genrm.train.max_steps=60 genrm.data.max_length=256 ;;
     countdown-n3) run countdown-n3 data.task.name=countdown "data.task.options={min_numbers: 3, max_numbers: 3, min_value: 1, max_value: 9, min_target: 1, max_target: 30, operators: ['+', '-', '*']}" ;;
     # Countdown at the first difficulty with GenRM direct at the direct sudoku row's budget (60 steps):
     # the policy's pass@k and the verifier's within-problem AUROC, no line agreement (no rationales).
