@@ -44,6 +44,7 @@ from genrm_ray.rl.config import GRPOConfig, check_grpo_config  # noqa: E402
 
 if TYPE_CHECKING:
     from genrm_ray.rl.step import GRPOActors
+    from genrm_ray.tasks import Problem
 
 DEFAULT_CONFIG = REPO / "configs" / "grpo" / "demo.yaml"
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.models.verifier = str((ckpt / grpo.VERIFIER_EXPORT).resolve())
     buffer = RefreshBuffer() if cfg.refresh.every > 0 else None
     with contextlib.ExitStack() as started:
-        actors = start_actors(cfg, started)
+        actors = start_actors(cfg, started, train_problems)
         elapsed_before = 0.0
         if ckpt is not None:  # optimizer and weights from the checkpoint, then the engine follows
             elapsed_before = grpo.restore_checkpoint(actors, ckpt, start)
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def start_actors(cfg: GRPOConfig, started: contextlib.ExitStack) -> GRPOActors:
+def start_actors(cfg: GRPOConfig, started: contextlib.ExitStack, train_problems: list[Problem]) -> GRPOActors:
     """The reward app (if this job serves the GenRM itself) and one actor per role, each registered in
     ``started`` as soon as it exists: whatever fails next, what was started is released."""
     import ray
@@ -157,7 +158,7 @@ def start_actors(cfg: GRPOConfig, started: contextlib.ExitStack) -> GRPOActors:
                                            max_concurrency=4).remote(cfg.models.verifier, cfg.refresh)
         started.callback(ray.kill, verifier)
     app_name = deploy_reward_app(cfg, started) if needs_reward_app(cfg) else ""
-    reward = RewardActor.options(num_cpus=cfg.reward.num_cpus).remote(cfg.reward.source, source_options(cfg, app_name))
+    reward = RewardActor.options(num_cpus=cfg.reward.num_cpus).remote(cfg.reward.source, source_options(cfg, app_name, train_problems))
     started.callback(ray.kill, reward)
     rollout = RolloutActor.options(num_cpus=cfg.rollout.num_cpus).remote(cfg.models.policy, cfg.rollout.engine)
     started.callback(ray.kill, rollout)

@@ -44,7 +44,7 @@ def test_unknown_or_missing_option_lists_the_known_ones():
     # The name fixes the mode, and a direct verdict takes no voting options.
     with pytest.raises(ValueError, match=r"'genrm_direct': unknown option\(s\) \['adaptive', 'k', 'mode'\]"):
         make_source("genrm_direct", {"url": "http://x", "mode": "cot", "k": 4, "adaptive": True})
-    with pytest.raises(ValueError, match=r"'oracle': missing option\(s\) \['task'\]; known: \['task'\]"):
+    with pytest.raises(ValueError, match=r"'oracle': missing option\(s\) \['task'\]; known: \['task', 'task_options', 'problems'\]"):
         make_source("oracle")
     with pytest.raises(ValueError, match=r"'discriminative': missing option\(s\) \['model_dir'\]"):
         make_source("discriminative", {"task": TASK})
@@ -145,3 +145,25 @@ def test_a_config_may_name_a_module_class_source_and_bad_names_fail_naming_them(
         make_source("genrm")
     with pytest.raises(ValueError, match="cannot import 'Nope' from 'tests.test_rl_rewards'"):
         make_source(f"{__name__}:Nope")
+
+
+def test_the_oracle_grades_a_reasoning_gym_task_from_the_problems_it_was_given():
+    """A reasoning-gym checker needs the generated item: the run's problems, not the label alone."""
+    options = {"min_empty": 4, "max_empty": 6}
+    task = get_task("mini_sudoku", options)
+    problems = task.generate("train", 4, seed=0)
+    rng = random.Random(0)
+    rows = [(prompts.solve_prompt("mini_sudoku", p.question), c.solution, p.answer, c.correct)
+            for p in problems for c in task.candidate_solutions(p, 4, rng)]
+    ps, rs, labels, correct = map(list, zip(*rows))
+    assert any(correct) and not all(correct)
+    cfg = GRPOConfig()
+    cfg.task.name, cfg.task.options, cfg.reward = "mini_sudoku", options, RewardConfig(source="oracle")
+    offered = source_options(cfg, problems=problems)
+    assert offered["task_options"] == options and offered["problems"] == problems
+    oracle = make_source("oracle", offered)
+    assert asyncio.run(oracle.ascore(ps, rs, labels)).rewards == [1.0 if c else 0.0 for c in correct]
+    unknown = task.generate("validation", 1, seed=0)[0]
+    with pytest.raises(ValueError, match=r"prompts\[0\]: the oracle reward of reasoning-gym task 'mini_sudoku' grades only "
+                                         r"the problems it was given \(4\)"):
+        asyncio.run(oracle.ascore([prompts.solve_prompt("mini_sudoku", unknown.question)], [rs[0]], [unknown.answer]))

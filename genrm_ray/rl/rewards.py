@@ -12,13 +12,14 @@ The names are exactly the values of ``reward.source`` in a GRPO config (genrm_ra
   genrm_cot the voting ``k`` and ``adaptive``).
 - ``discriminative``: ``genrm_ray.scoring.DiscriminativeScorer`` over ``model_dir`` (a classifier
   export), ``task``, optional ``batch_size``.
-- ``oracle``: the task's grader, ``task``; ``labels`` (the reference answers) are then required. For
+- ``oracle``: the task's grader, ``task`` (with ``task_options``); ``labels`` (the reference answers) are
+  then required, and for a reasoning-gym task ``problems`` too (its checker needs the generated item). For
   comparison runs only: it needs the answers a deployed verifier never has.
 
 A source is anything with ``async ascore(prompts, responses, labels=None) -> RewardBatch``; a new one
 is a class or factory decorated with ``@register("name")``, whose keyword parameters are its options, or
 named in a config as ``module:Class`` (imported by the RewardActor, like veRL's ``reward_manager.source:
-importlib``). In a GRPO run a source gets, of the config's task, models.verifier (``model_dir``),
+importlib``). In a GRPO run a source gets, of the config's task (name, options and train problems), models.verifier (``model_dir``),
 reward.batch_size, reward.retries, reward.cot.k / adaptive and the endpoint, those its parameters name.
 ``prompt`` is the policy prompt (``prompts.solve_prompt(task, question)``) or the bare question; the
 discriminative and oracle sources recover the question from it as the reward server does.
@@ -40,6 +41,7 @@ from genrm_ray.reward_client import TOKEN_ENV, RewardBatch, RewardClient
 
 if TYPE_CHECKING:
     from genrm_ray.rl.config import GRPOConfig
+    from genrm_ray.tasks import Problem, Task
 
 
 class RewardSource(Protocol):
@@ -170,26 +172,46 @@ class DiscriminativeSource:
 
 @register("oracle")
 class OracleSource:
-    """Ground-truth reward: 1.0 if the task's grader accepts the response's final answer, else 0.0."""
+    """Ground-truth reward: 1.0 if the task's grader accepts the response's final answer, else 0.0.
 
-    def __init__(self, task: str):
+    ``problems``: the problems the prompts come from. A reasoning-gym task's checker needs the item its
+    problem was generated from, which a prompt and a reference answer do not carry; the oracle grades
+    those problems only (a GRPO run offers its train problems). Built-in tasks grade from the label."""
+
+    def __init__(self, task: str, task_options: Mapping[str, Any] | None = None, problems: Sequence[Problem] = ()):
         from genrm_ray.tasks import get_task
 
-        self.task = get_task(task)
+        self.task = get_task(task, task_options)
+        self.problems = {p.question: p for p in problems}
+
+    def _problem(self, i: int, prompt: str, label: str | None) -> Problem:
+        question = question_of(self.task.name, prompt, i)
+        if question in self.problems:
+            return self.problems[question]
+        answer = self.task.normalize_answer(str(label)) if label is not None else None
+        if answer is None:
+            raise ValueError(f"labels[{i}] = {label!r} is not a valid {self.task.name!r} answer")
+        if _needs_item(self.task):
+            raise ValueError(f"prompts[{i}]: the oracle reward of reasoning-gym task {self.task.name!r} grades only the "
+                             f"problems it was given ({len(self.problems)}); this question is not one of them: "
+                             f"{question[:120]!r}")
+        return self.task.make_problem(question, answer)
 
     async def ascore(self, prompts: Sequence[str], responses: Sequence[str],
                      labels: Sequence[str] | None = None) -> RewardBatch:
         if labels is None:
             raise ValueError(f"the oracle reward (task {self.task.name!r}) needs labels: the reference answer of each prompt")
         _check_lengths(prompts, responses, labels)
-        rewards = []
-        for i, (prompt, response, label) in enumerate(zip(prompts, responses, labels)):
-            answer = self.task.normalize_answer(str(label)) if label is not None else None
-            if answer is None:
-                raise ValueError(f"labels[{i}] = {label!r} is not a valid {self.task.name!r} answer")
-            problem = self.task.make_problem(question_of(self.task.name, prompt, i), answer)
-            rewards.append(1.0 if self.task.is_correct(response, problem) else 0.0)
+        rewards = [1.0 if self.task.is_correct(response, self._problem(i, prompt, label)) else 0.0
+                   for i, (prompt, response, label) in enumerate(zip(prompts, responses, labels))]
         return RewardBatch(rewards, [_detail(r) for r in rewards])
+
+
+def _needs_item(task: Task) -> bool:
+    """A reasoning-gym task: its checker reads the generated item, not only the answer."""
+    from genrm_ray.tasks.gym import ReasoningGymTask
+
+    return isinstance(task, ReasoningGymTask)
 
 
 # --- from a GRPO config ----------------------------------------------------------------------------
@@ -199,15 +221,19 @@ def needs_reward_app(cfg: GRPOConfig) -> bool:
     return cfg.reward.source in SERVED and not (cfg.reward.url or cfg.reward.app_name)
 
 
-def source_options(cfg: GRPOConfig, app_name: str = "") -> dict[str, Any]:
+def source_options(cfg: GRPOConfig, app_name: str = "", problems: Sequence[Problem] = ()) -> dict[str, Any]:
     """The options of ``cfg.reward.source`` in a GRPO run: of what the config offers (the task, models.verifier
     as ``model_dir``, reward.batch_size / retries, reward.cot's k and adaptive, the endpoint), those the
     source's factory takes. ``app_name``: the Serve app the job deployed for a served source that names
-    neither reward.url nor reward.app_name."""
+    neither reward.url nor reward.app_name; ``problems``: the run's train problems (the oracle's)."""
     r = cfg.reward
     takes = set(option_names(r.source))
     offered: dict[str, Any] = {"task": cfg.task.name, "model_dir": cfg.models.verifier, "batch_size": r.batch_size,
                                "retries": r.retries, "k": r.cot.k, "adaptive": r.cot.adaptive}
+    if cfg.task.options:
+        offered["task_options"] = dict(cfg.task.options)
+    if problems:
+        offered["problems"] = list(problems)
     if takes & {"url", "app_name"}:  # a served source: one endpoint
         if r.url:  # the token is read here, in the driver: Ray workers do not inherit the driver's environment
             offered |= {"url": r.url, "token": os.environ.get(TOKEN_ENV)}
