@@ -31,8 +31,8 @@ MEAN_STATS = ("loss", "pg_loss", "kl", "clip_frac", "ratio_mean")
 
 
 def _check_batch(batch: RolloutBatch, need_train_fields: bool) -> None:
-    if need_train_fields and (batch.advantages is None or batch.old_logprobs is None):
-        raise ValueError("train_step: batch.advantages and batch.old_logprobs must be set (group_advantages, logprobs)")
+    if need_train_fields and batch.advantages is None:
+        raise ValueError("train_step: batch.advantages must be set (group_advantages)")
 
 
 @ray.remote
@@ -87,7 +87,10 @@ class PolicyWorker:
             logp = token_logprobs(self.engine, micro.input_ids.to(device), micro.attention_mask.to(device),
                                   micro.response_mask.to(device))
             ref = micro.ref_logprobs.to(device) if micro.ref_logprobs is not None else None
-            loss, stats = grpo_loss(logp, micro.old_logprobs.to(device), ref, micro.advantages.to(device),
+            # One optimizer step per batch: the weights that sampled it are these, so without given old
+            # log-probs the ratio's denominator is this forward's own (detached), not a second pass.
+            old = micro.old_logprobs.to(device) if micro.old_logprobs is not None else logp.detach()
+            loss, stats = grpo_loss(logp, old, ref, micro.advantages.to(device),
                                     micro.response_mask.to(device), self.cfg.clip_eps, self.cfg.kl_coef)
             weight = len(micro) / len(batch)  # shard mean = size-weighted mean of micro-batch means
             self.engine.backward(loss * weight)

@@ -281,7 +281,9 @@ def test_zero3_state_dict_full_and_checkpoint_resume(policy, rollout_batch, hf_m
     restored = ray.get(policy.state_dict_ref())
     for k in start:
         torch.testing.assert_close(restored[k], start[k], rtol=0, atol=0)
-    # The optimizer state came back too: the same step again lands on the same weights.
+    # The optimizer state came back too: the same step again lands on the same weights, and without
+    # given old log-probs (GRPO's default: the update's own forward, detached) the step is the same.
+    batch.old_logprobs = None
     policy.train_step(batch)
     again = ray.get(policy.state_dict_ref())
     for k in start:

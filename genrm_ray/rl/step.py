@@ -139,7 +139,7 @@ def grpo_step(actors: GRPOActors, cfg: GRPOConfig, task: Task, problems: Sequenc
     flat = [x for group in scored.groups for x in group]
     batch = make_rollout_batch([x.prompt_token_ids for x in flat], [x.token_ids for x in flat], pad_id)
     batch.advantages = group_advantages(torch.tensor(scored.rewards, dtype=torch.float32), cfg.rollout.group_size)
-    batch.old_logprobs = actors.policy.logprobs(batch)
+    # old_logprobs stay None: train_step makes one optimizer step, so they are its own forward's.
     if actors.reference is not None:
         batch.ref_logprobs = ray.get(actors.reference.logprobs.remote(batch))
     t1 = time.perf_counter()
@@ -152,7 +152,7 @@ def grpo_step(actors: GRPOActors, cfg: GRPOConfig, task: Task, problems: Sequenc
         buffer.add(problems, scored.groups, graded)
     if run_dir is not None:
         log_rollouts(run_dir, step, problems, scored, graded)
-    # Where the update's time goes: old and reference log-probs, the optimizer step, the weight sync.
+    # Where the update's time goes: the reference's log-probs, the optimizer step, the weight sync.
     return {**step_metrics(step, scored, graded, stats, update_s),
             "logprobs_s": t1 - t0, "train_s": t2 - t1, "sync_s": update_s - (t2 - t0)}
 
