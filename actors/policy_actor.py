@@ -67,7 +67,7 @@ class PolicyWorker:
         return -(-len(batch) // self.cfg.micro_batch_size)
 
     def logprobs(self, batch: RolloutBatch) -> torch.Tensor:
-        """[B, T] log-probs of the batch under the current weights, no grad (the "old" policy)."""
+        """[B, T] log-probs of the batch under the current weights, no grad."""
         self.engine.eval()
         return batch_logprobs(self.engine, batch, self.cfg.micro_batch_size)
 
@@ -196,7 +196,7 @@ class PolicyGroup:
         return [batch.select(slice(r * size, (r + 1) * size)) for r in range(self.world_size)]
 
     def logprobs(self, batch: RolloutBatch) -> torch.Tensor:
-        """[B, T] old log-probs, no grad, each rank scoring its shard."""
+        """[B, T] log-probs under the current weights, no grad, each rank scoring its shard."""
         return torch.cat(ray.get([w.logprobs.remote(s) for w, s in zip(self.workers, self._shards(batch))]))
 
     def train_step(self, batch: RolloutBatch) -> dict[str, float]:

@@ -57,7 +57,7 @@ class RolloutBatch:
     attention_mask: torch.Tensor  # [B, T] long, 1 on real tokens
     response_mask: torch.Tensor  # [B, T] float, 1 on response tokens only
     advantages: torch.Tensor | None = None  # [B]
-    old_logprobs: torch.Tensor | None = None  # [B, T], the policy that sampled (no grad)
+    old_logprobs: torch.Tensor | None = None  # [B, T], the policy that sampled (no grad); None = train_step's own forward
     ref_logprobs: torch.Tensor | None = None  # [B, T], the frozen reference; None = no KL term
 
     def __len__(self) -> int:
