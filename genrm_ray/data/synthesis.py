@@ -16,13 +16,15 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from genrm_ray import prompts
 from genrm_ray.data import sft
 from genrm_ray.data.sft import LabelledSolution, SFTRecord
-from genrm_ray.engine import GenerationBackend
 from genrm_ray.tasks import Problem, get_task
+
+if TYPE_CHECKING:  # the engines import torch and transformers: seconds before a bad config is rejected
+    from genrm_ray.engine import GenerationBackend
 
 
 @dataclass

@@ -32,7 +32,7 @@ def make_backend(kind: str, model_dir: str | Path, **options: Any) -> Generation
     if not is_hf_model_dir(path):
         raise FileNotFoundError(
             f"model directory {path} does not exist or has no config.json; "
-            "make one with genrm_ray.models.create_tiny_model or save_pretrained"
+            "make one with genrm_ray.models.tiny.create_tiny_model or save_pretrained"
         )
     return BACKENDS[kind](path, **options)
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 @dataclass
 class ModelConfig:
-    path: str = ""  # HF-format model dir with its tokenizer (e.g. from genrm_ray.models.create_tiny_model)
+    path: str = ""  # HF-format model dir with its tokenizer (e.g. from genrm_ray.models.tiny.create_tiny_model)
     gradient_checkpointing: bool = False
     # Decoder layers kept frozen at the bottom, with the token embeddings (and so a tied output head):
     # the backward pass then stops at the first trained layer. 0 = full fine-tuning. On the 2-core CPU,
