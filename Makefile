@@ -47,7 +47,7 @@ $(STAMP): pyproject.toml $(LOCK)
 demo: setup
 	$(PY) jobs/train_genrm.py
 
-# `e2e` tests (the demo chain, autoscaling under a replica kill) are not part of it: `make test-e2e`; nor are the
+# `e2e` tests (the demo chain, autoscaling under a replica kill, two slow GRPO job cases) are not part of it: `make test-e2e`; nor are the
 # benchmark scripts' quick runs: `make test-bench`.
 test: setup
 	$(PY) -m pytest tests -q -m "not e2e and not bench"

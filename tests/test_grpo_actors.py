@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -397,3 +398,39 @@ def test_policy_group_that_cannot_be_placed_times_out_and_frees_its_placement_gr
         PolicyGroup(str(tiny_model_dir), cfg, timeout_s=1)
     left = {pg_id for pg_id, pg in placement_group_table().items() if pg["state"] != "REMOVED"}
     assert left <= before  # the failed group's placement group was removed, not left reserved
+
+
+@pytest.mark.integration
+def test_the_job_names_an_actor_that_cannot_be_placed_once_its_placement_timeout_is_out(ray_cluster):
+    """jobs/train_grpo.py's wait for its actors: Ray keeps an actor it cannot place pending without an
+    error, so the job names it (with the cluster's free CPUs) after train.placement_timeout_s, and not
+    the actors that started; an actor whose __init__ raised fails the wait with that error. (The whole
+    job failing this way, its reward app deleted: tests/test_grpo_job.py, `make test-e2e`.)"""
+    import importlib.util
+
+    import ray
+
+    spec = importlib.util.spec_from_file_location("train_grpo_job", Path(__file__).resolve().parents[1] / "jobs" / "train_grpo.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+
+    @ray.remote
+    class Idle:
+        pass
+
+    @ray.remote
+    class Broken:
+        def __init__(self):
+            raise ValueError("no model at /nowhere")
+
+    placed, pending, broken = Idle.options(num_cpus=0).remote(), Idle.options(num_cpus=64).remote(), Broken.options(num_cpus=0).remote()
+    try:
+        with pytest.raises(RuntimeError, match=r"^Idle \(num_cpus=64\) not started within 2 s \(train.placement_timeout_s\)\. "
+                                               r"[\d.]+ of the cluster's [\d.]+ CPUs are free") as raised:
+            job.wait_started({"Idle (num_cpus=0)": placed, "Idle (num_cpus=64)": pending}, 2)
+        assert "num_cpus=0" not in str(raised.value)
+        with pytest.raises(Exception, match="no model at /nowhere"):
+            job.wait_started({"Broken": broken}, 60)
+    finally:
+        for actor in (placed, pending, broken):
+            ray.kill(actor)

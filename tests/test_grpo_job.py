@@ -124,12 +124,13 @@ def assert_heldout_matches(run_dir: Path, logged: list[dict]) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.e2e  # waits out its 60 s timeout after deploying an app: `make test-e2e`; CI runs the wait itself
 def test_an_actor_that_cannot_be_placed_fails_the_job_naming_it_and_its_reward_app_goes(ray_cluster, reward_server,
                                                                                         tiny_model_dir, tmp_path):
     """Ray keeps an actor it cannot place pending without an error; the job must not wait on it forever
     at step 1 (as a refresh run whose actors asked for 2.25 of 2 CPUs once did). The job deployed its own
     GenRM app (genrm_direct, no url / app_name): when it fails, that app is gone, and the session's app,
-    which it did not start, still runs. (A policy group that cannot be placed: tests/test_grpo_actors.py.)"""
+    which it did not start, still runs. (A policy group that cannot be placed, and the wait alone: tests/test_grpo_actors.py.)"""
     from ray import serve
     from ray.serve.exceptions import RayServeException
 

@@ -99,17 +99,21 @@ def _start_node(name: str, base: Path, env: dict[str, str], head_address: str | 
     return subprocess.Popen(cmd, env=node_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    try:  # stragglers of this node's own process group only
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def _stop(procs: list[subprocess.Popen]) -> None:
+    # All at once: each node's `ray start --block` takes up to its 10 s grace to stop its processes.
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        try:  # stragglers of this node's own process group only
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @pytest.fixture(scope="module")
@@ -152,8 +156,7 @@ def two_nodes(tmp_path_factory):
         wait_for(set(NODES))
         yield cluster
     finally:
-        for proc in reversed(procs):
-            _stop(proc)
+        _stop(procs[::-1])
         for name in NODES:  # Ray's own logs of both nodes outlive the run, beside the `ray start` logs
             if (base / name / "ray" / "session_latest" / "logs").is_dir():
                 shutil.copytree(base / name / "ray" / "session_latest" / "logs", logs / f"{name}-ray-logs", dirs_exist_ok=True,

@@ -50,7 +50,10 @@ def plot_grpo_runs(runs: dict[str, list[dict[str, Any]]], path: str | Path) -> P
     gamed.set(xlabel="GRPO step", ylabel="AUROC of reward vs correctness", title="Reward against the grader, per step")
     for ax in (left, right, gamed):
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    if not gamed.get_legend_handles_labels()[0]:  # AUROC needs a step with both right and wrong rollouts
+        gamed.text(0.5, 0.5, "no step had both right and wrong rollouts", ha="center", transform=gamed.transAxes)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
