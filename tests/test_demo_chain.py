@@ -11,7 +11,6 @@ not asserted yet (see NOISE).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -29,6 +28,7 @@ from genrm_ray.genrm_job import GenRMJobConfig, best_of_n_config, check_inputs
 from genrm_ray.rl.config import GRPOConfig
 from genrm_ray.serving.config import ServeConfig
 from tests.configs import HERE as TEST_CONFIGS
+from tests.configs import job_module
 
 REPO = Path(__file__).resolve().parents[1]
 # What the console no longer shows: vLLM's INFO lines (they go to <run dir>/vllm.log), Ray Data's progress
@@ -43,10 +43,7 @@ NOISE = re.compile(r"^(?:\S*\(\S+ pid=\d+\)\S*\s*)?(?:INFO \d\d-\d\d |.*Running 
 
 
 def default_config(job: str) -> Path:
-    spec = importlib.util.spec_from_file_location(f"_job_{job}", REPO / "jobs" / f"{job}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # the jobs only import config code at the top
-    return module.DEFAULT_CONFIG
+    return job_module(job).DEFAULT_CONFIG
 
 
 def test_every_default_config_names_the_demo_run_and_its_task():

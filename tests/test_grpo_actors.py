@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -23,6 +22,7 @@ from genrm_ray.rl.grpo import (
     token_logprobs,
 )
 from genrm_ray.train.config import DeepSpeedConfig
+from tests.configs import job_module
 
 # ----------------------------------------------------------------------------------------------
 # Math (no Ray)
@@ -406,13 +406,9 @@ def test_the_job_names_an_actor_that_cannot_be_placed_once_its_placement_timeout
     error, so the job names it (with the cluster's free CPUs) after train.placement_timeout_s, and not
     the actors that started; an actor whose __init__ raised fails the wait with that error. (The whole
     job failing this way, its reward app deleted: tests/test_grpo_job.py, `make test-e2e`.)"""
-    import importlib.util
-
     import ray
 
-    spec = importlib.util.spec_from_file_location("train_grpo_job", Path(__file__).resolve().parents[1] / "jobs" / "train_grpo.py")
-    job = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(job)
+    job = job_module("train_grpo")
 
     @ray.remote
     class Idle:

@@ -156,7 +156,7 @@ def two_nodes(tmp_path_factory):
         wait_for(set(NODES))
         yield cluster
     finally:
-        _stop(procs[::-1])
+        _stop(procs)
         for name in NODES:  # Ray's own logs of both nodes outlive the run, beside the `ray start` logs
             if (base / name / "ray" / "session_latest" / "logs").is_dir():
                 shutil.copytree(base / name / "ray" / "session_latest" / "logs", logs / f"{name}-ray-logs", dirs_exist_ok=True,
